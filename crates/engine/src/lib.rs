@@ -1,0 +1,5 @@
+//! Causeway's engine: routes, the pipeline of each gateway type, the SKU catalog and shapers,
+//! verdicts and drop reasons. No I/O, no clock reads, no threads: time is passed in.
+
+pub mod prefix;
+pub mod sku;

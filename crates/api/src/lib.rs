@@ -1,1 +1,199 @@
-//! placeholder
+//! Types exchanged on Causeway's control socket (version 1).
+//!
+//! Protocol: the client connects to the Unix socket, writes one [`Request`] as a JSON line, and
+//! reads one [`Response`] as a JSON line; then the connection closes. Every field is named in
+//! `docs/CONTROL.md`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this protocol; bumped on incompatible changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Default control socket path.
+pub const DEFAULT_SOCKET: &str = "/run/causeway/control.sock";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Gateways, SKUs, connections, link state.
+    Status,
+    /// Counters.
+    Stats,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    pub protocol: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats>,
+}
+
+impl Response {
+    pub fn error(msg: impl Into<String>) -> Response {
+        Response {
+            protocol: PROTOCOL_VERSION,
+            error: Some(msg.into()),
+            status: None,
+            stats: None,
+        }
+    }
+}
+
+/// `causeway status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_secs: u64,
+    pub config: String,
+    pub vnet: VnetStatus,
+    pub gateways: Vec<GatewayStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VnetStatus {
+    pub name: String,
+    pub address_space: Vec<String>,
+    pub gateway_address: String,
+    pub gateway_address_v6: Option<String>,
+    pub interface: InterfaceStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceStatus {
+    pub name: String,
+    pub netns: Option<String>,
+    /// Administratively up (IFF_UP).
+    pub up: bool,
+    /// Carrier (IFF_RUNNING).
+    pub running: bool,
+    pub mtu: u32,
+    /// Virtio-net header and TSO offload negotiated with the kernel.
+    pub offload: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayStatus {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub gateway_type: String,
+    pub sku: String,
+    /// The shaper's current limits, per direction.
+    pub bits_per_sec: u64,
+    pub packets_per_sec: Option<u64>,
+    pub max_connections: u32,
+    pub connections: Vec<ConnectionStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionStatus {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub connection_type: String,
+    /// `Connected` or `NotConnected`.
+    pub state: String,
+    pub prefixes: Vec<String>,
+    pub routing_weight: u16,
+    pub interface: Option<InterfaceStatus>,
+}
+
+/// `causeway stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub uptime_secs: u64,
+    /// Drops on the VNet side before a connection was chosen (malformed, spoofed, no route...).
+    pub vnet: VnetStats,
+    pub gateways: Vec<GatewayStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VnetStats {
+    pub name: String,
+    pub egress: DirStats,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayStats {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub gateway_type: String,
+    pub sku: String,
+    pub egress: DirStats,
+    pub ingress: DirStats,
+    pub connections: Vec<ConnectionStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionStats {
+    pub name: String,
+    pub egress: DirStats,
+    pub ingress: DirStats,
+}
+
+/// Counters of one direction.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DirStats {
+    /// Wire packets forwarded (a TUN super-packet counts as the segments it carries).
+    pub packets: u64,
+    /// Wire bytes forwarded (IP bytes).
+    pub bytes: u64,
+    /// Super-packets among them (reads that carried several wire packets).
+    pub super_packets: u64,
+    pub icmp_errors_sent: u64,
+    pub icmp_rate_limited: u64,
+    pub echo_replies: u64,
+    /// Drops by reason; every reason is present, zeros included.
+    pub drops: BTreeMap<String, u64>,
+}
+
+impl DirStats {
+    pub fn total_drops(&self) -> u64 {
+        self.drops.values().sum()
+    }
+}
+
+/// Client side: sends one request to the daemon's socket and returns its response.
+pub fn call(
+    path: &std::path::Path,
+    req: &Request,
+    timeout: std::time::Duration,
+) -> std::io::Result<Response> {
+    use std::io::{BufRead, Write};
+    let stream = std::os::unix::net::UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut msg = serde_json::to_vec(req).map_err(std::io::Error::other)?;
+    msg.push(b'\n');
+    (&stream).write_all(&msg)?;
+    let mut line = String::new();
+    std::io::BufReader::new(&stream).read_line(&mut line)?;
+    serde_json::from_str(&line).map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_format() {
+        assert_eq!(
+            serde_json::to_string(&Request::Status).unwrap(),
+            r#"{"request":"status"}"#
+        );
+        let r: Request = serde_json::from_str(r#"{"request":"stats"}"#).unwrap();
+        assert_eq!(r, Request::Stats);
+        assert!(serde_json::from_str::<Request>(r#"{"request":"reboot"}"#).is_err());
+    }
+
+    #[test]
+    fn error_response_omits_payloads() {
+        let s = serde_json::to_string(&Response::error("nope")).unwrap();
+        assert_eq!(s, r#"{"protocol":1,"error":"nope"}"#);
+    }
+}

@@ -1,1 +1,6 @@
-//! placeholder
+//! The Causeway daemon as a library: configuration, data plane wiring, control socket.
+
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod dataplane;

@@ -14,8 +14,9 @@
 //! 6. TTL / hop limit 1 or 0: ICMP time exceeded, drop `ttl_expired`.
 //! 7. Wire packets larger than the circuit MTU: IPv4 with DF clear is fragmented; otherwise ICMP
 //!    fragmentation needed / packet too big with the MTU, drop `too_big`.
-//! 8. The gateway's SKU shaper (bits/s, packets/s) for this direction: drop `shaped_bps` or
-//!    `shaped_pps`.
+//! 8. The gateway's SKU shaper (bits/s, packets/s) for this direction: the packet leaves at
+//!    once when tokens are there, or is held (in order) until they are, up to the shaper's
+//!    maximum delay; beyond that it is dropped, `shaped_bps` or `shaped_pps`.
 //! 9. TTL / hop limit decremented (IPv4 checksum updated incrementally), forwarded.
 //!
 //! Ingress (circuit -> VNet side) is the mirror image, with rule 3 reading "source outside the
@@ -103,11 +104,18 @@ pub struct Circuit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Send the packet (first `len` bytes, virtio header unchanged) to connection `conn`
-    /// (egress) or to the VNet side (ingress, `conn` is the circuit it came from).
-    Forward { conn: usize, len: usize },
+    /// (egress) or to the VNet side (ingress, `conn` is the circuit it came from), not before
+    /// `at` (the shaper's release time, in the `now` clock; `at <= now` means at once). Packets
+    /// of one direction must leave in the order they were processed.
+    Forward { conn: usize, len: usize, at: u64 },
     /// Fragment the packet (already admitted by the shaper, TTL already decremented) to `mtu`
     /// and send the fragments as for `Forward`.
-    Fragment { conn: usize, len: usize, mtu: usize },
+    Fragment {
+        conn: usize,
+        len: usize,
+        mtu: usize,
+        at: u64,
+    },
     /// Send the first `len` bytes of the reply buffer (an ICMP error or echo reply, no offload)
     /// back out of the interface the packet came in on; the packet itself is consumed.
     Reply { len: usize },
@@ -201,6 +209,7 @@ enum Error {
 impl Common {
     /// Builds an ICMP error about `pkt` into `reply`; returns the verdict (a reply, or the drop
     /// alone when no error may or can be sent).
+    #[allow(clippy::too_many_arguments)]
     fn icmp_error(
         &mut self,
         now_ns: u64,
@@ -311,16 +320,19 @@ impl Common {
                 );
             }
         }
-        if let Err(why) = self.shaper.admit(now_ns, cost.bytes, cost.packets) {
-            let reason = match why {
-                Shaped::Bps => DropReason::ShapedBps,
-                Shaped::Pps => DropReason::ShapedPps,
-            };
-            for c in dir {
-                c.drop(reason, cost.packets);
+        let at = match self.shaper.schedule(now_ns, cost.bytes, cost.packets) {
+            Ok(at) => at,
+            Err(why) => {
+                let reason = match why {
+                    Shaped::Bps => DropReason::ShapedBps,
+                    Shaped::Pps => DropReason::ShapedPps,
+                };
+                for c in dir {
+                    c.drop(reason, cost.packets);
+                }
+                return Verdict::Drop(reason);
             }
-            return Verdict::Drop(reason);
-        }
+        };
         ip::decrement_ttl(pkt, s.version);
         for c in dir {
             c.packets.add(cost.packets);
@@ -338,11 +350,13 @@ impl Common {
                 conn,
                 len: s.total_len,
                 mtu: out_mtu,
+                at,
             }
         } else {
             Verdict::Forward {
                 conn,
                 len: s.total_len,
+                at,
             }
         }
     }

@@ -95,6 +95,8 @@ impl Prefix {
         self.family
     }
 
+    /// The prefix length in bits (not a collection length).
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u8 {
         self.len
     }

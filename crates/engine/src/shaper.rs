@@ -12,13 +12,16 @@
 /// Nanoseconds per second.
 pub const NANOS: u64 = 1_000_000_000;
 
-/// A token bucket of `rate` units per second holding at most `burst` units.
+/// A token bucket of `rate` units per second holding at most `burst` units. Tokens may be
+/// borrowed ahead (the balance goes negative) by [`take`](Self::take) after
+/// [`wait_for`](Self::wait_for): that is how the shaper schedules a packet for later instead of
+/// dropping it.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
     rate: u64,
     burst: u64,
-    /// Tokens × 10⁹.
-    tokens: u128,
+    /// Tokens × 10⁹; negative while borrowed ahead.
+    tokens: i128,
     last_ns: u64,
 }
 
@@ -30,7 +33,7 @@ impl TokenBucket {
         TokenBucket {
             rate,
             burst,
-            tokens: u128::from(burst) * u128::from(NANOS),
+            tokens: i128::from(burst) * i128::from(NANOS),
             last_ns: now_ns,
         }
     }
@@ -45,27 +48,40 @@ impl TokenBucket {
 
     fn refill(&mut self, now_ns: u64) {
         if now_ns > self.last_ns {
-            let cap = u128::from(self.burst) * u128::from(NANOS);
-            let elapsed = u128::from(now_ns - self.last_ns);
-            self.tokens = (self.tokens + elapsed * u128::from(self.rate)).min(cap);
+            let cap = i128::from(self.burst) * i128::from(NANOS);
+            let elapsed = i128::from(now_ns - self.last_ns);
+            // Elapsed time is capped at what refills an empty bucket from its deepest debt, so
+            // the product cannot overflow.
+            let elapsed = elapsed.min(i128::from(u64::MAX / 4));
+            self.tokens = (self.tokens + elapsed * i128::from(self.rate)).min(cap);
             self.last_ns = now_ns;
+        }
+    }
+
+    /// Nanoseconds from `now` until the bucket holds `units` (0: now). Refills; takes nothing.
+    pub fn wait_for(&mut self, now_ns: u64, units: u64) -> u64 {
+        self.refill(now_ns);
+        let need = i128::from(units) * i128::from(NANOS);
+        if self.tokens >= need {
+            0
+        } else {
+            let deficit = need - self.tokens;
+            let rate = i128::from(self.rate);
+            u64::try_from((deficit + rate - 1) / rate).unwrap_or(u64::MAX)
         }
     }
 
     /// Would `units` fit now? Refills first; takes nothing.
     pub fn check(&mut self, now_ns: u64, units: u64) -> bool {
-        self.refill(now_ns);
-        self.tokens >= u128::from(units) * u128::from(NANOS)
+        self.wait_for(now_ns, units) == 0
     }
 
-    /// Takes `units` (after a successful [`check`](Self::check) at the same `now`).
+    /// Takes `units`, borrowing ahead when the bucket holds fewer.
     pub fn take(&mut self, units: u64) {
-        self.tokens = self
-            .tokens
-            .saturating_sub(u128::from(units) * u128::from(NANOS));
+        self.tokens -= i128::from(units) * i128::from(NANOS);
     }
 
-    /// Checks and takes in one step.
+    /// Checks and takes in one step, without borrowing.
     pub fn admit(&mut self, now_ns: u64, units: u64) -> bool {
         if self.check(now_ns, units) {
             self.take(units);
@@ -75,25 +91,29 @@ impl TokenBucket {
         }
     }
 
-    /// Whole tokens available at `now` (for status output).
-    pub fn available(&mut self, now_ns: u64) -> u64 {
+    /// Whole tokens available at `now` (negative while borrowed ahead).
+    pub fn available(&mut self, now_ns: u64) -> i64 {
         self.refill(now_ns);
-        (self.tokens / u128::from(NANOS)) as u64
+        (self.tokens / i128::from(NANOS)) as i64
     }
 
-    /// Changes rate and burst in place (a live resize); the tokens held are kept, capped to the
-    /// new burst.
+    /// Changes rate and burst in place (a live resize); the balance is kept, capped to the new
+    /// burst.
     pub fn set_rate(&mut self, now_ns: u64, rate: u64, burst: u64) {
         self.refill(now_ns);
         self.rate = rate.max(1);
         self.burst = burst.max(1);
-        self.tokens = self.tokens.min(u128::from(self.burst) * u128::from(NANOS));
+        self.tokens = self.tokens.min(i128::from(self.burst) * i128::from(NANOS));
     }
 }
 
-/// How long a burst each bucket absorbs at full rate, and its floor.
+/// How long a burst each bucket absorbs at full rate, its floor, and how long a packet may wait
+/// for tokens before it is dropped instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BurstPolicy {
+    /// Longest a packet may be held for tokens (the shaper's queue, in time). Beyond it the
+    /// packet is dropped and counted. 0 makes the shaper a pure policer.
+    pub max_delay_ns: u64,
     /// Burst as time at the full rate (nanoseconds).
     pub burst_ns: u64,
     /// Smallest bit burst: at least a few 64 KB super-packets, or the shaper could never pass one.
@@ -105,7 +125,8 @@ pub struct BurstPolicy {
 impl Default for BurstPolicy {
     fn default() -> Self {
         BurstPolicy {
-            burst_ns: 20_000_000, // 20 ms
+            max_delay_ns: 5_000_000, // 5 ms
+            burst_ns: 2_000_000,     // 2 ms
             min_bits: 4 * 65_535 * 8 * 2,
             min_packets: 256,
         }
@@ -152,20 +173,45 @@ impl Shaper {
         }
     }
 
-    /// Admits `packets` wire packets of `bytes` bytes in all, or says which limit refused them.
-    /// A refused packet takes no tokens from either bucket.
+    /// Schedules `packets` wire packets of `bytes` bytes in all: returns the time at which they
+    /// may leave (`now_ns` when tokens are there, later when they must wait, at most
+    /// `max_delay_ns` later), or which limit refused them. A refused packet takes no tokens.
+    pub fn schedule(&mut self, now_ns: u64, bytes: u64, packets: u64) -> Result<u64, Shaped> {
+        self.schedule_within(now_ns, bytes, packets, self.policy.max_delay_ns)
+    }
+
+    /// As [`schedule`](Self::schedule) but never waits: a policer.
     pub fn admit(&mut self, now_ns: u64, bytes: u64, packets: u64) -> Result<(), Shaped> {
+        self.schedule_within(now_ns, bytes, packets, 0).map(|_| ())
+    }
+
+    fn schedule_within(
+        &mut self,
+        now_ns: u64,
+        bytes: u64,
+        packets: u64,
+        max_wait: u64,
+    ) -> Result<u64, Shaped> {
         let bits = bytes.saturating_mul(8);
-        if !self.bits.check(now_ns, bits) {
+        let wb = self.bits.wait_for(now_ns, bits);
+        if wb > max_wait {
             return Err(Shaped::Bps);
         }
+        let mut wait = wb;
         if let Some(p) = &mut self.packets {
-            if !p.admit(now_ns, packets) {
+            let wp = p.wait_for(now_ns, packets);
+            if wp > max_wait {
                 return Err(Shaped::Pps);
             }
+            p.take(packets);
+            wait = wait.max(wp);
         }
         self.bits.take(bits);
-        Ok(())
+        Ok(now_ns.saturating_add(wait))
+    }
+
+    pub fn policy(&self) -> BurstPolicy {
+        self.policy
     }
 
     pub fn bits_per_sec(&self) -> u64 {
@@ -219,6 +265,7 @@ mod tests {
     #[test]
     fn refused_packet_takes_no_tokens() {
         let policy = BurstPolicy {
+            max_delay_ns: 0,
             burst_ns: 1_000_000,
             min_bits: 8000,
             min_packets: 2,
@@ -238,6 +285,7 @@ mod tests {
     #[test]
     fn resize_changes_rate_in_place() {
         let policy = BurstPolicy {
+            max_delay_ns: 0,
             burst_ns: 1_000_000,
             min_bits: 1,
             min_packets: 1,
@@ -246,6 +294,24 @@ mod tests {
         s.set_limits(0, 2_000_000_000, Some(250_000));
         assert_eq!(s.bits_per_sec(), 2_000_000_000);
         assert_eq!(s.packets_per_sec(), Some(250_000));
+    }
+
+    #[test]
+    fn schedules_within_the_delay_then_drops() {
+        // 8 Mbit/s = 1 byte/us; burst floor 1000 bytes; up to 1 ms of waiting.
+        let policy = BurstPolicy {
+            max_delay_ns: 1_000_000,
+            burst_ns: 0,
+            min_bits: 8000,
+            min_packets: 1,
+        };
+        let mut s = Shaper::new(8_000_000, None, policy, 0);
+        assert_eq!(s.schedule(0, 1000, 1), Ok(0));
+        // The next 1000 bytes leave after 1000 us.
+        assert_eq!(s.schedule(0, 1000, 1), Ok(1_000_000));
+        // A third would wait 2 ms: over the limit, dropped, nothing taken.
+        assert_eq!(s.schedule(0, 1000, 1), Err(Shaped::Bps));
+        assert_eq!(s.schedule(500_000, 500, 1), Ok(1_500_000));
     }
 
     /// The reference model: a bucket with real-valued tokens, f64 arithmetic.
@@ -309,6 +375,34 @@ mod tests {
             }
         }
 
+        /// Scheduled traffic: release times never go backwards, never wait longer than the policy
+        /// allows, and what has left by any release time fits burst + rate × time.
+        #[test]
+        fn scheduled_traffic_conforms(
+            rate_mbit in 1u64..40_000,
+            max_delay in 0u64..10_000_000,
+            steps in proptest::collection::vec((0u64..200_000, 64u64..65_000), 1..400),
+        ) {
+            let bps = rate_mbit * 1_000_000;
+            let policy = BurstPolicy { max_delay_ns: max_delay, burst_ns: 1_000_000, min_bits: 8 * 65_535, min_packets: 1 };
+            let mut s = Shaper::new(bps, None, policy, 0);
+            let burst_bits = u128::from(policy.bits(bps));
+            let mut now = 0u64;
+            let mut last_release = 0u64;
+            let mut sent_bits: u128 = 0;
+            for (dt, bytes) in steps {
+                now += dt;
+                if let Ok(at) = s.schedule(now, bytes, 1) {
+                    prop_assert!(at >= now && at - now <= max_delay);
+                    prop_assert!(at >= last_release);
+                    last_release = at;
+                    sent_bits += u128::from(bytes) * 8;
+                    let bound = burst_bits + u128::from(bps) * u128::from(at) / u128::from(NANOS) + 1;
+                    prop_assert!(sent_bits <= bound, "{} > {}", sent_bits, bound);
+                }
+            }
+        }
+
         /// Same decisions as the real-valued model, except where the two are within a rounding
         /// hair of the boundary.
         #[test]
@@ -329,7 +423,7 @@ mod tests {
                 if near_boundary {
                     // Resynchronise the model on the real decision.
                     if real != model {
-                        m.tokens = (b.available(now)) as f64;
+                        m.tokens = b.available(now) as f64;
                     }
                 } else {
                     prop_assert_eq!(real, model);

@@ -15,8 +15,8 @@ const STACK_FDS: usize = 8;
 /// Sets `ready[i]` for each `fds[i]` that is readable, or has an error or hang-up to report (the
 /// next read on it returns that error); clears the other entries of `ready`. Returns how many are
 /// set: 0 on timeout. `EINTR` is retried with the remaining time. `ready` must be at least as long
-/// as `fds` (`InvalidInput` otherwise). Does not allocate for up to 8 fds. A timeout is rounded up
-/// to whole milliseconds.
+/// as `fds` (`InvalidInput` otherwise). Does not allocate for up to 8 fds. The timeout has
+/// nanosecond precision (`ppoll`), which the shaper's release times need.
 pub fn wait_readable(
     fds: &[BorrowedFd<'_>],
     timeout: Option<Duration>,
@@ -54,13 +54,15 @@ pub fn wait_readable(
     let nfds = libc::nfds_t::try_from(pfds.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "wait_readable: too many fds"))?;
     loop {
-        let ms = match deadline {
-            None => -1,
-            Some(d) => timeout_ms(d.saturating_duration_since(Instant::now())),
-        };
+        let ts = deadline.map(|d| timespec(d.saturating_duration_since(Instant::now())));
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: `pfds` is a valid, exclusively borrowed array of `nfds` pollfd structs that
-        // outlives the call; the fds are borrowed, so they stay open during the call.
-        let rc = unsafe { libc::poll(pfds.as_mut_ptr(), nfds, ms) };
+        // outlives the call; the fds are borrowed, so they stay open during the call. `ts_ptr` is
+        // null or points to a timespec that lives until the call returns; the signal mask pointer
+        // is null (mask unchanged).
+        let rc = unsafe { libc::ppoll(pfds.as_mut_ptr(), nfds, ts_ptr, std::ptr::null()) };
         if rc < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -69,7 +71,7 @@ pub fn wait_readable(
             return Err(e);
         }
         if rc == 0 {
-            // poll's timeout is capped at i32::MAX ms: keep waiting if the deadline is further.
+            // Keep waiting if the deadline is further (a capped timespec).
             if let Some(d) = deadline {
                 if Instant::now() < d {
                     continue;
@@ -89,10 +91,12 @@ pub fn wait_readable(
     Ok(count)
 }
 
-/// A duration as a `poll` timeout: milliseconds rounded up, capped at `i32::MAX`.
-fn timeout_ms(d: Duration) -> libc::c_int {
-    let ms = d.as_nanos().div_ceil(1_000_000);
-    libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
+/// A duration as a `ppoll` timeout (nanosecond precision), capped at `i32::MAX` seconds.
+fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: libc::time_t::try_from(d.as_secs().min(i32::MAX as u64)).unwrap_or(i32::MAX.into()),
+        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+    }
 }
 
 /// An eventfd (`EFD_NONBLOCK | EFD_CLOEXEC`) that makes [`wait_readable`] return.

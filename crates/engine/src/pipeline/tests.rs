@@ -51,6 +51,7 @@ fn lab_with(bps: u64, pps: Option<u64>, mtu: usize) -> Lab {
             bits_per_sec: bps,
             packets_per_sec: pps,
             burst: BurstPolicy {
+                max_delay_ns: 0,
                 burst_ns: 1_000_000,
                 min_bits: 8 * 70_000,
                 min_packets: 50,
@@ -109,7 +110,14 @@ fn forwards_v4_and_decrements_ttl() {
     let mut l = lab();
     let mut p = v4("10.1.0.10", "10.2.0.10", PROTO_UDP, 100, 64, true);
     let v = l.eg.process(0, &plain(), &mut p, &mut l.reply);
-    assert_eq!(v, Verdict::Forward { conn: 0, len: 120 });
+    assert_eq!(
+        v,
+        Verdict::Forward {
+            conn: 0,
+            len: 120,
+            at: 0
+        }
+    );
     assert_eq!(p[8], 63);
     assert_eq!(checksum::of(&p[..20]), 0);
     assert_eq!(l.gw.egress.packets.get(), 1);
@@ -123,13 +131,21 @@ fn forwards_v6_both_ways() {
     let mut p = v6("fd00:1::10", "fd00:2::10", PROTO_UDP, 100, 64);
     assert_eq!(
         l.eg.process(0, &plain(), &mut p, &mut l.reply),
-        Verdict::Forward { conn: 0, len: 140 }
+        Verdict::Forward {
+            conn: 0,
+            len: 140,
+            at: 0
+        }
     );
     assert_eq!(p[7], 63);
     let mut p = v6("fd00:2::10", "fd00:1::10", PROTO_UDP, 100, 64);
     assert_eq!(
         l.ing.process(0, 0, &plain(), &mut p, &mut l.reply),
-        Verdict::Forward { conn: 0, len: 140 }
+        Verdict::Forward {
+            conn: 0,
+            len: 140,
+            at: 0
+        }
     );
     assert_eq!(l.gw.ingress.packets.get(), 1);
 }
@@ -141,7 +157,11 @@ fn trailing_bytes_are_not_forwarded() {
     p.extend_from_slice(&[0xee; 7]);
     assert_eq!(
         l.eg.process(0, &plain(), &mut p, &mut l.reply),
-        Verdict::Forward { conn: 0, len: 30 }
+        Verdict::Forward {
+            conn: 0,
+            len: 30,
+            at: 0
+        }
     );
 }
 
@@ -251,7 +271,8 @@ fn too_big_with_df_gets_frag_needed_and_without_df_is_fragmented() {
         Verdict::Fragment {
             conn: 0,
             len: 1480,
-            mtu: 1400
+            mtu: 1400,
+            at: 0
         }
     );
     assert_eq!(l.gw.egress.packets.get(), 2);
@@ -366,7 +387,8 @@ fn a_super_packet_counts_as_its_segments() {
         l.eg.process(0, &v, &mut p, &mut l.reply),
         Verdict::Forward {
             conn: 0,
-            len: 52 + 45 * 1448
+            len: 52 + 45 * 1448,
+            at: 0
         }
     );
     assert_eq!(l.gw.egress.packets.get(), 45);

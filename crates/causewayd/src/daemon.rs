@@ -1,0 +1,246 @@
+//! The daemon: starts the data plane and the control socket from a validated config, watches
+//! link state, answers `status` and `stats`, and stops cleanly on SIGINT/SIGTERM.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use causeway_api::{
+    ConnectionStats, ConnectionStatus, DirStats, GatewayStats, GatewayStatus, InterfaceStatus,
+    Request, Response, Stats, Status, VnetStats, VnetStatus, PROTOCOL_VERSION,
+};
+use causeway_engine::counters::DirCounters;
+use causeway_engine::shaper::BurstPolicy;
+use causeway_sys::link::{self, LinkState};
+
+use crate::config::{Config, ConnectionKind, InterfaceConfig};
+use crate::control::{ControlServer, Handler};
+use crate::dataplane::{Dataplane, Shared};
+
+/// How often circuit link state is checked (a circuit that goes down loses its routes).
+const LINK_POLL: Duration = Duration::from_millis(500);
+
+struct State {
+    config: Config,
+    shared: Arc<Shared>,
+    started: Instant,
+}
+
+fn dir_stats(c: &DirCounters) -> DirStats {
+    DirStats {
+        packets: c.packets.get(),
+        bytes: c.bytes.get(),
+        super_packets: c.super_packets.get(),
+        icmp_errors_sent: c.icmp_errors_sent.get(),
+        icmp_rate_limited: c.icmp_rate_limited.get(),
+        echo_replies: c.echo_replies.get(),
+        drops: c.drop_table().map(|(k, v)| (k.to_string(), v)).collect(),
+    }
+}
+
+fn iface_status(i: &InterfaceConfig, offload: bool) -> InterfaceStatus {
+    let st = link::link_state(i.netns.as_deref(), &i.name).unwrap_or(LinkState {
+        exists: false,
+        up: false,
+        running: false,
+        mtu: 0,
+    });
+    InterfaceStatus {
+        name: i.name.clone(),
+        netns: i.netns.clone(),
+        up: st.exists && st.up,
+        running: st.exists && st.running,
+        mtu: st.mtu,
+        offload,
+    }
+}
+
+impl State {
+    fn status(&self) -> Status {
+        let c = &self.config;
+        let vnet = VnetStatus {
+            name: c.vnet.name.clone(),
+            address_space: c.vnet.address_space.iter().map(|p| p.to_string()).collect(),
+            gateway_address: c.vnet.gateway_address_v4().to_string(),
+            gateway_address_v6: c.vnet.gateway_address_v6().map(|a| a.to_string()),
+            interface: iface_status(&c.vnet.interface, self.shared.vnet_offload),
+        };
+        let gateways = c
+            .gateways
+            .iter()
+            .enumerate()
+            .map(|(gi, g)| {
+                let limits = g.sku.limits();
+                let connections = c
+                    .connections
+                    .iter()
+                    .filter(|conn| conn.gateway_index == gi)
+                    .map(|conn| {
+                        let ConnectionKind::ExpressRoute { interface } = &conn.kind;
+                        let iface = iface_status(interface, self.shared.vnet_offload);
+                        let connected = iface.up && iface.running;
+                        ConnectionStatus {
+                            name: conn.name.clone(),
+                            connection_type: "ExpressRoute".into(),
+                            state: if connected {
+                                "Connected"
+                            } else {
+                                "NotConnected"
+                            }
+                            .into(),
+                            prefixes: conn.prefixes.iter().map(|p| p.to_string()).collect(),
+                            routing_weight: conn.routing_weight,
+                            interface: Some(iface),
+                        }
+                    })
+                    .collect();
+                GatewayStatus {
+                    name: g.name.clone(),
+                    gateway_type: g.gateway_type.to_string(),
+                    sku: g.sku.to_string(),
+                    bits_per_sec: limits.bits_per_sec,
+                    packets_per_sec: limits.packets_per_sec,
+                    max_connections: limits.max_connections,
+                    connections,
+                }
+            })
+            .collect();
+        Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            config: c.path.display().to_string(),
+            vnet,
+            gateways,
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        let c = &self.config;
+        let gateways = c
+            .gateways
+            .iter()
+            .map(|g| GatewayStats {
+                name: g.name.clone(),
+                gateway_type: g.gateway_type.to_string(),
+                sku: g.sku.to_string(),
+                egress: dir_stats(&self.shared.gateway.egress),
+                ingress: dir_stats(&self.shared.gateway.ingress),
+                connections: self
+                    .shared
+                    .circuits
+                    .iter()
+                    .map(|ci| ConnectionStats {
+                        name: ci.name.clone(),
+                        egress: dir_stats(&ci.counters.egress),
+                        ingress: dir_stats(&ci.counters.ingress),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Stats {
+            uptime_secs: self.started.elapsed().as_secs(),
+            vnet: VnetStats {
+                name: c.vnet.name.clone(),
+                egress: dir_stats(&self.shared.vnet.egress),
+            },
+            gateways,
+        }
+    }
+}
+
+impl Handler for State {
+    fn handle(&self, req: Request) -> Response {
+        let mut r = Response {
+            protocol: PROTOCOL_VERSION,
+            error: None,
+            status: None,
+            stats: None,
+        };
+        match req {
+            Request::Status => r.status = Some(self.status()),
+            Request::Stats => r.stats = Some(self.stats()),
+        }
+        r
+    }
+}
+
+/// Keeps each circuit's `up` flag in line with its interface (administratively up and running),
+/// so that the routes of a circuit that goes down are skipped, and logs transitions.
+fn watch_links(config: &Config, shared: &Shared, stop: &AtomicBool) {
+    let ifaces: Vec<&InterfaceConfig> = config
+        .connections
+        .iter()
+        .map(|c| {
+            let ConnectionKind::ExpressRoute { interface } = &c.kind;
+            interface
+        })
+        .collect();
+    let probes: Vec<_> = ifaces
+        .iter()
+        .map(|i| link::LinkProbe::new(i.netns.as_deref()).ok())
+        .collect();
+    while !stop.load(Ordering::Relaxed) {
+        for (i, circuit) in shared.circuits.iter().enumerate() {
+            let Some(Some(probe)) = probes.get(i) else {
+                continue;
+            };
+            let Some(iface) = ifaces.get(i) else { continue };
+            let up = probe
+                .state(&iface.name)
+                .map(|s| s.exists && s.up && s.running)
+                .unwrap_or(false);
+            if circuit.up.swap(up, Ordering::Relaxed) != up {
+                if up {
+                    tracing::info!(connection = %circuit.name, "circuit up: routes restored");
+                } else {
+                    tracing::warn!(connection = %circuit.name, "circuit down: routes withdrawn");
+                }
+            }
+        }
+        std::thread::sleep(LINK_POLL);
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub fn run(config: Config) -> Result<()> {
+    let started = Instant::now();
+    let mut dp =
+        Dataplane::start(&config, BurstPolicy::default()).context("starting the data plane")?;
+    let state = Arc::new(State {
+        config: config.clone(),
+        shared: dp.shared.clone(),
+        started,
+    });
+    let server = ControlServer::start(&config.control.socket, state.clone())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (state, stop) = (state.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("links".into())
+            .spawn(move || watch_links(&state.config, &state.shared, &stop))?
+    };
+    tracing::info!(
+        config = %config.path.display(),
+        socket = %config.control.socket.display(),
+        gateways = config.gateways.len(),
+        connections = config.connections.len(),
+        "causewayd running"
+    );
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("installing signal handlers")?;
+    if let Some(sig) = signals.forever().next() {
+        tracing::info!(signal = sig, "stopping");
+    }
+    stop.store(true, Ordering::SeqCst);
+    dp.stop();
+    drop(server);
+    let _ = watcher.join();
+    drop(dp);
+    tracing::info!("stopped");
+    Ok(())
+}

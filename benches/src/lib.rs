@@ -1,1 +1,255 @@
-//! placeholder
+//! Fixtures shared by Causeway's benchmarks: an ExpressRoute gateway shaped like the lab's
+//! (`configs/lab-er.toml`: VNet `10.1.0.0/16`, one circuit to `10.2.0.0/16`) and IPv4 packet
+//! templates as a TUN opened with `IFF_VNET_HDR` hands them over.
+//!
+//! `ErEgress::process` and `ErIngress::process` decrement the TTL in place (and patch the IPv4
+//! header checksum). A benchmark that feeds the same buffer again and again must therefore put the
+//! TTL and checksum back between iterations, or the packet expires after 63 rounds. [`Packet`]
+//! keeps the template's bytes 8..12 (TTL, protocol, header checksum) and [`Packet::reset`]
+//! writes those four bytes back: the packet is *not* copied per iteration, so the figures are the
+//! pipeline's cost alone, without a memcpy of the payload.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use causeway_engine::pipeline::{
+    build_er, Circuit, ErEgress, ErGatewaySpec, ErIngress, PathCounters, Verdict, Vnet,
+    REPLY_BUF_LEN,
+};
+use causeway_engine::prefix::Prefix;
+use causeway_engine::route::{Route, RouteTable};
+use causeway_engine::shaper::BurstPolicy;
+use causeway_wire::ip::{self, PROTO_TCP, PROTO_UDP};
+use causeway_wire::virtio::{self, VirtioHdr};
+
+/// A shaper rate no benchmark can reach (10^15 bit/s, no packets/s limit): the SKU shaper admits
+/// every packet at once, so the figures measure the pipeline, not the SKU.
+pub const UNSHAPED_BPS: u64 = 1_000_000_000_000_000;
+
+/// Nanoseconds the benchmark clock advances per packet. At [`UNSHAPED_BPS`] that refills 10^8
+/// bits, more than a 64 KB super-packet costs (5.2 × 10^5 bits), so the bucket never runs dry.
+pub const NOW_STEP_NS: u64 = 100;
+
+/// Payload bytes per segment of the TCP super-packet (a 1500-byte MTU with 32 bytes of TCP
+/// header: timestamps).
+pub const TCP_MSS: u16 = 1448;
+/// Segments in the TCP super-packet: 45 × 1448 + 52 = 65 212 bytes, the largest that fits 64 KB.
+pub const TCP_SEGMENTS: usize = 45;
+
+/// Both halves of an ExpressRoute gateway, with a reply buffer.
+pub struct Lab {
+    pub eg: ErEgress,
+    pub ing: ErIngress,
+    pub reply: Vec<u8>,
+    pub gateway: Arc<PathCounters>,
+}
+
+fn prefix(s: &str) -> Prefix {
+    s.parse().expect("valid prefix")
+}
+
+/// The lab's gateway: VNet `10.1.0.0/16` (gateway address 10.1.255.4), circuit `circuit-1` to
+/// `10.2.0.0/16` with a 1500-byte MTU, shaped at `bits_per_sec` / `packets_per_sec` with the
+/// daemon's default burst policy.
+pub fn lab_with(bits_per_sec: u64, packets_per_sec: Option<u64>) -> Lab {
+    let vnet = Arc::new(Vnet {
+        address_space: vec![prefix("10.1.0.0/16"), prefix("fd00:1::/48")],
+        gateway_v4: [10, 1, 255, 4],
+        gateway_v6: Some(
+            "fd00:1:0:ffff::4"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        ),
+        mtu: 1500,
+    });
+    let circuits = vec![Circuit {
+        name: "circuit-1".into(),
+        prefixes: vec![prefix("10.2.0.0/16"), prefix("fd00:2::/48")],
+        mtu: 1500,
+        up: Arc::new(AtomicBool::new(true)),
+        counters: Arc::new(PathCounters::default()),
+    }];
+    let routes = RouteTable::new(circuits[0].prefixes.iter().map(|p| Route {
+        prefix: *p,
+        connection: 0,
+        weight: 0,
+    }));
+    let gateway = Arc::new(PathCounters::default());
+    let (eg, ing) = build_er(
+        ErGatewaySpec {
+            vnet,
+            circuits,
+            routes,
+            bits_per_sec,
+            packets_per_sec,
+            burst: BurstPolicy::default(),
+            gateway_counters: gateway.clone(),
+            vnet_counters: Arc::new(PathCounters::default()),
+        },
+        0,
+    );
+    Lab {
+        eg,
+        ing,
+        reply: vec![0; REPLY_BUF_LEN],
+        gateway,
+    }
+}
+
+/// The lab's gateway, unshaped for benchmarking ([`UNSHAPED_BPS`], no packets/s limit).
+pub fn lab() -> Lab {
+    lab_with(UNSHAPED_BPS, None)
+}
+
+/// Which way a packet goes through the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// VNet host 10.1.0.10 -> on-premises host 10.2.0.10.
+    Egress,
+    /// On-premises host 10.2.0.10 -> VNet host 10.1.0.10.
+    Ingress,
+}
+
+impl Dir {
+    fn addrs(self) -> ([u8; 4], [u8; 4]) {
+        let vnet = Ipv4Addr::new(10, 1, 0, 10).octets();
+        let onprem = Ipv4Addr::new(10, 2, 0, 10).octets();
+        match self {
+            Dir::Egress => (vnet, onprem),
+            Dir::Ingress => (onprem, vnet),
+        }
+    }
+}
+
+/// One packet as read from a TUN (virtio header apart), and the template bytes that
+/// [`reset`](Self::reset) puts back.
+pub struct Packet {
+    pub virtio: VirtioHdr,
+    pub bytes: Vec<u8>,
+    /// Template bytes 8..12: TTL, protocol, IPv4 header checksum.
+    saved: [u8; 4],
+    /// Wire packets it stands for (segments of a super-packet, else 1).
+    pub wire_packets: u64,
+}
+
+impl Packet {
+    fn new(virtio: VirtioHdr, bytes: Vec<u8>, wire_packets: u64) -> Packet {
+        let mut saved = [0u8; 4];
+        saved.copy_from_slice(&bytes[8..12]);
+        Packet {
+            virtio,
+            bytes,
+            saved,
+            wire_packets,
+        }
+    }
+
+    /// Puts the TTL and header checksum the pipeline changed back to the template's (4 bytes).
+    #[inline(always)]
+    pub fn reset(&mut self) {
+        self.bytes[8..12].copy_from_slice(&self.saved);
+    }
+
+    /// IP bytes of the packet (the super-packet's total length for a super-packet).
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+fn v4_header(p: &mut [u8], dir: Dir, proto: u8, ttl: u8) {
+    let total = p.len();
+    let (src, dst) = dir.addrs();
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+    p[6] = 0x40; // DF, as Linux sets it on TCP and on UDP with PMTU discovery
+    p[8] = ttl;
+    p[9] = proto;
+    p[12..16].copy_from_slice(&src);
+    p[16..20].copy_from_slice(&dst);
+    ip::set_v4_checksum(&mut p[..20]);
+}
+
+/// An IPv4 UDP packet of `total_len` bytes (IP header included, at least 28), TTL 64, DF set,
+/// UDP checksum 0 (none), no offload in its virtio header.
+pub fn udp_v4(dir: Dir, total_len: usize) -> Packet {
+    udp_v4_ttl(dir, total_len, 64)
+}
+
+/// As [`udp_v4`] with a chosen TTL.
+pub fn udp_v4_ttl(dir: Dir, total_len: usize, ttl: u8) -> Packet {
+    assert!((28..=65_535).contains(&total_len));
+    let mut p = vec![0u8; total_len];
+    v4_header(&mut p, dir, PROTO_UDP, ttl);
+    p[20..22].copy_from_slice(&40_000u16.to_be_bytes());
+    p[22..24].copy_from_slice(&5_201u16.to_be_bytes());
+    p[24..26].copy_from_slice(&((total_len - 20) as u16).to_be_bytes());
+    for (i, b) in p[28..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    Packet::new(VirtioHdr::default(), p, 1)
+}
+
+/// A 64 KB TCP super-packet as a TUN with TSO hands it over (as `tcp_super` in the engine's
+/// pipeline tests): 45 segments of 1448 bytes behind a 20-byte IPv4 and a 32-byte TCP header,
+/// virtio header `GSO_TCPV4`, `gso_size` 1448, partial checksum (`NEEDS_CSUM`).
+pub fn tcp_super_v4(dir: Dir) -> Packet {
+    let hdr = 20 + 32;
+    let total = hdr + TCP_SEGMENTS * usize::from(TCP_MSS);
+    let mut p = vec![0u8; total];
+    v4_header(&mut p, dir, PROTO_TCP, 64);
+    p[20..22].copy_from_slice(&40_000u16.to_be_bytes());
+    p[22..24].copy_from_slice(&5_201u16.to_be_bytes());
+    p[32] = 8 << 4; // data offset: 32 bytes
+    p[33] = 0x18; // PSH, ACK
+    for (i, b) in p[hdr..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let v = VirtioHdr {
+        flags: virtio::F_NEEDS_CSUM,
+        gso_type: virtio::GSO_TCPV4,
+        hdr_len: hdr as u16,
+        gso_size: TCP_MSS,
+        csum_start: 20,
+        csum_offset: 16,
+    };
+    Packet::new(v, p, TCP_SEGMENTS as u64)
+}
+
+/// The packets the benchmarks use, by name: `udp64`, `udp512`, `udp1400` (IP total length) and
+/// `tcp_super64k`.
+pub fn packets(dir: Dir) -> Vec<(&'static str, Packet)> {
+    vec![
+        ("udp64", udp_v4(dir, 64)),
+        ("udp512", udp_v4(dir, 512)),
+        ("udp1400", udp_v4(dir, 1400)),
+        ("tcp_super64k", tcp_super_v4(dir)),
+    ]
+}
+
+impl Lab {
+    /// Runs one packet through the half of the gateway for `dir`, from circuit 0 for ingress.
+    #[inline(always)]
+    pub fn process(&mut self, dir: Dir, now_ns: u64, p: &mut Packet) -> Verdict {
+        match dir {
+            Dir::Egress => self
+                .eg
+                .process(now_ns, &p.virtio, &mut p.bytes, &mut self.reply),
+            Dir::Ingress => self
+                .ing
+                .process(now_ns, 0, &p.virtio, &mut p.bytes, &mut self.reply),
+        }
+    }
+}
+
+/// True when `v` forwards the whole packet at once (`at <= now`), as every benchmark expects.
+#[inline(always)]
+pub fn forwarded_now(v: &Verdict, now_ns: u64, len: usize) -> bool {
+    matches!(*v, Verdict::Forward { len: l, at, .. } if l == len && at <= now_ns)
+}

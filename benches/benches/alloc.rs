@@ -107,6 +107,14 @@ fn main() -> ExitCode {
         }
     };
 
+    // The counter itself must see allocations, or a zero below would prove nothing.
+    let probe = ALLOCS.load(Ordering::SeqCst);
+    black_box(Vec::<u8>::with_capacity(64));
+    if ALLOCS.load(Ordering::SeqCst) == probe {
+        eprintln!("alloc: the counting allocator is not installed");
+        return ExitCode::FAILURE;
+    }
+
     run(WARM_UP, &mut Tally::default());
     let mut tally = Tally::default();
     let allocs_before = ALLOCS.load(Ordering::SeqCst);

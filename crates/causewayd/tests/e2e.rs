@@ -619,7 +619,10 @@ name = "cw-bad1"
         assert_eq!(o.status.code(), Some(1), "{t}");
         let file = path.display().to_string();
         for (field, rule) in [
-            ("vnet.gateway_subnet", "outside every vnet.address_space prefix"),
+            (
+                "vnet.gateway_subnet",
+                "outside every vnet.address_space prefix",
+            ),
             ("vnet.colour", "unknown"),
             ("sku", "Standrd"),
             ("gateway[1]", "ExpressRoute"),

@@ -98,6 +98,9 @@ pub struct ConnectionStatus {
     pub connection_type: String,
     /// `Connected` or `NotConnected`.
     pub state: String,
+    /// The data plane routes over this connection now (false from the moment its link is seen
+    /// down until it is seen up again).
+    pub routed: bool,
     pub prefixes: Vec<String>,
     pub routing_weight: u16,
     pub interface: Option<InterfaceStatus>,

@@ -16,7 +16,7 @@ use causeway_sys::link::{self, LinkState};
 
 use crate::config::{Config, ConnectionKind, InterfaceConfig};
 use crate::control::{ControlServer, Handler};
-use crate::dataplane::{Dataplane, Shared};
+use crate::dataplane::{install_routes, Dataplane, Shared};
 
 /// How often circuit link state is checked (a circuit that goes down loses its routes).
 const LINK_POLL: Duration = Duration::from_millis(500);
@@ -79,7 +79,15 @@ impl State {
                     .map(|conn| {
                         let ConnectionKind::ExpressRoute { interface } = &conn.kind;
                         let iface = iface_status(interface, self.shared.vnet_offload);
-                        let connected = iface.up && iface.running;
+                        // Connected: the link is up and the data plane routes over it (the link
+                        // watcher has not withdrawn its routes).
+                        let routed = self
+                            .shared
+                            .circuits
+                            .iter()
+                            .find(|c| c.name == conn.name)
+                            .is_some_and(|c| c.up.load(Ordering::Relaxed));
+                        let connected = iface.up && iface.running && routed;
                         ConnectionStatus {
                             name: conn.name.clone(),
                             connection_type: "ExpressRoute".into(),
@@ -89,6 +97,7 @@ impl State {
                                 "NotConnected"
                             }
                             .into(),
+                            routed,
                             prefixes: conn.prefixes.iter().map(|p| p.to_string()).collect(),
                             routing_weight: conn.routing_weight,
                             interface: Some(iface),
@@ -193,6 +202,11 @@ fn watch_links(config: &Config, shared: &Shared, stop: &AtomicBool) {
                 .unwrap_or(false);
             if circuit.up.swap(up, Ordering::Relaxed) != up {
                 if up {
+                    // The kernel removed the routes through the interface when it went down:
+                    // advertise the VNet to this side again.
+                    if let Err(e) = install_routes(iface, &config.vnet.address_space) {
+                        tracing::warn!(connection = %circuit.name, error = %format!("{e:#}"), "re-adding routes failed");
+                    }
                     tracing::info!(connection = %circuit.name, "circuit up: routes restored");
                 } else {
                     tracing::warn!(connection = %circuit.name, "circuit down: routes withdrawn");

@@ -10,7 +10,7 @@
 //! forwards whole, with its virtio header, to the other TUN.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -92,7 +92,7 @@ fn configure(iface: &InterfaceConfig) -> io::Result<()> {
 
 /// Routes the gateway advertises to one side: `prefixes` via that side's interface, except those
 /// already on-link through one of the interface's own addresses.
-fn install_routes(
+pub(crate) fn install_routes(
     iface: &InterfaceConfig,
     prefixes: &[causeway_engine::prefix::Prefix],
 ) -> Result<()> {
@@ -408,17 +408,15 @@ impl Worker {
         self.clock.elapsed().as_nanos() as u64
     }
 
-    /// Blocks until one of `tuns` is readable, `deadline` (in the worker clock) passes, or the
-    /// worker is told to stop; returns false to stop.
-    fn wait(&self, tuns: &[Arc<Tun>], ready: &mut [bool], deadline: Option<u64>) -> bool {
-        let mut fds: Vec<_> = tuns.iter().map(|t| t.as_fd()).collect();
-        fds.push(self.waker.as_fd());
+    /// Blocks until one of `fds` (the inputs, then the waker) is readable, `deadline` (in the
+    /// worker clock) passes, or the worker is told to stop; returns false to stop.
+    fn wait(&self, fds: &[BorrowedFd<'_>], ready: &mut [bool], deadline: Option<u64>) -> bool {
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return false;
             }
             let timeout = deadline.map(|d| Duration::from_nanos(d.saturating_sub(self.now())));
-            match wait_readable(&fds, timeout, ready) {
+            match wait_readable(fds, timeout, ready) {
                 Ok(_) => {
                     if ready[fds.len() - 1] {
                         let _ = self.waker.drain();
@@ -452,13 +450,15 @@ impl Worker {
         let mut b = Buffers::new();
         let mut held = Held::new(bits_per_sec, &policy);
         let mut ready = vec![false; inputs.len() + 1];
+        let mut fds: Vec<BorrowedFd<'_>> = inputs.iter().map(|t| t.as_fd()).collect();
+        fds.push(self.waker.as_fd());
         let output = |conn: usize| -> &Tun {
             match dir {
                 Dir::Egress => &outputs[conn],
                 Dir::Ingress => &outputs[0],
             }
         };
-        while self.wait(&inputs, &mut ready, held.next_release()) {
+        while self.wait(&fds, &mut ready, held.next_release()) {
             self.release(&mut held, &mut b, &output, dir);
             for (input, tun) in inputs.iter().enumerate() {
                 if !ready[input] {
@@ -592,6 +592,15 @@ impl Worker {
 
     fn tx_error(&self, e: io::Error, conn: usize, dir: Dir) {
         self.count_drop(DropReason::TxError, conn, dir);
+        // EIO: the circuit's interface is down. Withdraw its routes now rather than at the link
+        // watcher's next look, so that traffic moves to the next best route at once; the
+        // watcher restores them when the link is back.
+        if dir == Dir::Egress && e.raw_os_error() == Some(libc::EIO) {
+            let c = &self.circuits[conn];
+            if c.up.swap(false, Ordering::Relaxed) {
+                tracing::warn!(connection = %c.name, "circuit write failed (link down): routes withdrawn");
+            }
+        }
         tracing::trace!(error = %e, "TUN write failed");
     }
 }

@@ -84,7 +84,10 @@ fn text(o: &Output) -> String {
 /// everything.
 struct Lab {
     vnet: String,
+    /// The on-premises host of the first circuit.
     onprem: String,
+    /// One on-premises namespace per circuit (the first is `onprem`).
+    onprems: Vec<String>,
     dir: PathBuf,
     socket: PathBuf,
     config: PathBuf,
@@ -94,6 +97,9 @@ struct Lab {
 struct LabSpec<'a> {
     sku: &'a str,
     circuit_mtu: u32,
+    /// routing_weight of each circuit; every circuit offers the same on-premises prefixes and
+    /// its host has the same addresses, so the weights decide which one carries the traffic.
+    weights: &'a [u16],
 }
 
 impl Default for LabSpec<'_> {
@@ -101,6 +107,7 @@ impl Default for LabSpec<'_> {
         LabSpec {
             sku: "sku = \"Standard\"",
             circuit_mtu: 1500,
+            weights: &[0],
         }
     }
 }
@@ -114,20 +121,30 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("{base}-lab"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let onprems: Vec<String> = (0..spec.weights.len())
+            .map(|i| {
+                if i == 0 {
+                    format!("{base}-onprem")
+                } else {
+                    format!("{base}-op{i}")
+                }
+            })
+            .collect();
         let mut lab = Lab {
             vnet: format!("{base}-vnet"),
-            onprem: format!("{base}-onprem"),
+            onprem: onprems[0].clone(),
+            onprems,
             socket: dir.join("control.sock"),
             config: dir.join("causeway.toml"),
             dir,
             daemon: None,
         };
-        for ns in [&lab.vnet, &lab.onprem] {
+        for ns in std::iter::once(&lab.vnet).chain(&lab.onprems) {
             let o = run(Command::new("ip").args(["netns", "add", ns]));
             assert!(o.status.success(), "ip netns add {ns}: {}", text(&o));
             run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
         }
-        let cfg = format!(
+        let mut cfg = format!(
             r#"
 [vnet]
 name = "vnet1"
@@ -143,23 +160,31 @@ socket = "{socket}"
 name = "er-gw"
 type = "ExpressRoute"
 {sku}
+"#,
+            vnet = lab.vnet,
+            socket = lab.socket.display(),
+            sku = spec.sku,
+        );
+        for (i, w) in spec.weights.iter().enumerate() {
+            cfg.push_str(&format!(
+                r#"
 [[connection]]
-name = "circuit-1"
+name = "circuit-{n}"
 gateway = "er-gw"
 type = "ExpressRoute"
 prefixes = ["10.2.0.0/16", "fd00:2::/48"]
+routing_weight = {w}
 [connection.interface]
-name = "cw-er0"
-netns = "{onprem}"
+name = "cw-er{i}"
+netns = "{ns}"
 addresses = ["10.2.0.10/16", "fd00:2::10/64"]
 mtu = {mtu}
 "#,
-            vnet = lab.vnet,
-            onprem = lab.onprem,
-            socket = lab.socket.display(),
-            sku = spec.sku,
-            mtu = spec.circuit_mtu,
-        );
+                n = i + 1,
+                ns = lab.onprems[i],
+                mtu = spec.circuit_mtu,
+            ));
+        }
         std::fs::write(&lab.config, cfg).unwrap();
         lab.start();
         lab
@@ -297,7 +322,7 @@ mtu = {mtu}
 impl Drop for Lab {
     fn drop(&mut self) {
         self.stop();
-        for ns in [&self.vnet, &self.onprem] {
+        for ns in std::iter::once(&self.vnet).chain(&self.onprems) {
             // Kill anything left in the namespace (iperf3), then remove it.
             if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
                 for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
@@ -643,4 +668,77 @@ name = "cw-bad1"
         assert!(!o.status.success());
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn connection_packets(lab: &Lab) -> Vec<u64> {
+    lab.stats().gateways[0]
+        .connections
+        .iter()
+        .map(|c| c.egress.packets)
+        .collect()
+}
+
+/// Waits until the connection shows `state` and the data plane agrees (routes withdrawn or
+/// restored).
+fn wait_state(lab: &Lab, conn: usize, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let st = lab.status();
+        let c = &st.gateways[0].connections[conn];
+        if c.state == state && c.routed == (state == "Connected") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "circuit {conn} never became {state}: {st:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn highest_weight_wins_and_a_down_circuit_fails_over_and_back() {
+    let lab = Lab::new(LabSpec {
+        weights: &[0, 100],
+        ..LabSpec::default()
+    });
+    let ping3 = || {
+        let o = ping(&lab, true, &["-c", "3", "-i", "0.2", "10.2.0.10"]);
+        assert!(
+            text(&o).contains("3 received"),
+            "{}\n{:?}\n{}",
+            text(&o),
+            lab.stats(),
+            lab.log()
+        );
+    };
+    ping3();
+    assert_eq!(
+        connection_packets(&lab),
+        vec![0, 3],
+        "weight 100 carries the traffic"
+    );
+    // The preferred circuit goes down: its routes are withdrawn, the other one takes over.
+    run(Command::new("ip").args(["-n", &lab.onprems[1], "link", "set", "cw-er1", "down"]));
+    wait_state(&lab, 1, "NotConnected");
+    ping3();
+    assert_eq!(
+        connection_packets(&lab),
+        vec![3, 3],
+        "backup circuit used while the other is down"
+    );
+    // It comes back: traffic fails back to it, and its side has its routes again.
+    run(Command::new("ip").args(["-n", &lab.onprems[1], "link", "set", "cw-er1", "up"]));
+    wait_state(&lab, 1, "Connected");
+    ping3();
+    assert_eq!(
+        connection_packets(&lab),
+        vec![3, 6],
+        "failback to the preferred circuit"
+    );
+    let s = lab.stats();
+    assert_eq!(
+        s.gateways[0].connections[1].ingress.packets, 6,
+        "replies came back on circuit-2"
+    );
 }

@@ -197,7 +197,6 @@ struct Common {
     vnet: Arc<Vnet>,
     shaper: Shaper,
     icmp_limit: TokenBucket,
-    gateway: Arc<PathCounters>,
 }
 
 enum Error {
@@ -408,6 +407,7 @@ fn to_gateway(pkt: &[u8], s: &IpSummary, reply: &mut [u8], dir: &[&DirCounters])
 /// The egress half of an ExpressRoute gateway (VNet side -> circuits). Owned by one thread.
 pub struct ErEgress {
     common: Common,
+    gateway: Arc<PathCounters>,
     routes: RouteTable,
     circuits: Vec<Circuit>,
     /// Drops before a connection is chosen (rules 1-5) are counted here, on the VNet side.
@@ -417,6 +417,7 @@ pub struct ErEgress {
 /// The ingress half of an ExpressRoute gateway (circuits -> VNet side). Owned by one thread.
 pub struct ErIngress {
     common: Common,
+    gateway: Arc<PathCounters>,
     circuits: Vec<Circuit>,
 }
 
@@ -439,17 +440,18 @@ pub fn build_er(spec: ErGatewaySpec, now_ns: u64) -> (ErEgress, ErIngress) {
         vnet: spec.vnet.clone(),
         shaper: Shaper::new(spec.bits_per_sec, spec.packets_per_sec, spec.burst, now_ns),
         icmp_limit: TokenBucket::new(ICMP_ERRORS_PER_SEC, ICMP_ERRORS_BURST, now_ns),
-        gateway: spec.gateway_counters.clone(),
     };
     (
         ErEgress {
             common: common(0),
+            gateway: spec.gateway_counters.clone(),
             routes: spec.routes.clone(),
             circuits: spec.circuits.clone(),
             vnet_counters: spec.vnet_counters.clone(),
         },
         ErIngress {
             common: common(1),
+            gateway: spec.gateway_counters.clone(),
             circuits: spec.circuits,
         },
     )
@@ -499,19 +501,16 @@ impl ErEgress {
             );
         };
         let circuit = &self.circuits[conn];
-        let gw = self.common.gateway.clone();
-        let cc = circuit.counters.clone();
-        let mtu = circuit.mtu;
         self.common.finish(
             now_ns,
             v,
             pkt,
             &s,
             &cost,
-            mtu,
+            circuit.mtu,
             conn,
             reply,
-            &[&gw.egress, &cc.egress],
+            &[&self.gateway.egress, &circuit.counters.egress],
         )
     }
 
@@ -534,12 +533,10 @@ impl ErIngress {
         pkt: &mut [u8],
         reply: &mut [u8],
     ) -> Verdict {
-        let gw = self.common.gateway.clone();
         let Some(circuit) = self.circuits.get(conn) else {
             return Verdict::Drop(DropReason::Spoofed);
         };
-        let cc = circuit.counters.clone();
-        let dir: [&DirCounters; 2] = [&gw.ingress, &cc.ingress];
+        let dir: [&DirCounters; 2] = [&self.gateway.ingress, &circuit.counters.ingress];
         let (s, cost) = match validate(v, pkt, &dir) {
             Ok(x) => x,
             Err(r) => return Verdict::Drop(r),
@@ -557,15 +554,16 @@ impl ErIngress {
         if !circuit.prefixes.iter().any(|p| p.contains_bits(f, s.src)) {
             return drop(DropReason::Spoofed);
         }
-        let vnet = self.common.vnet.clone();
+        let vnet = &self.common.vnet;
         if vnet.is_gateway(f, s.dst) {
             return to_gateway(pkt, &s, reply, &dir);
         }
         if !vnet.contains(f, s.dst) {
             return drop(DropReason::DstOutsideVnet);
         }
+        let mtu = vnet.mtu;
         self.common
-            .finish(now_ns, v, pkt, &s, &cost, vnet.mtu, conn, reply, &dir)
+            .finish(now_ns, v, pkt, &s, &cost, mtu, conn, reply, &dir)
     }
 
     pub fn shaper(&mut self) -> &mut Shaper {

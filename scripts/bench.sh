@@ -1,0 +1,462 @@
+#!/usr/bin/env bash
+# bench.sh: Causeway's end-to-end throughput against the kernel's own forwarding, in one run.
+#
+# Usage: bench.sh [--time SECONDS]      (SECONDS: length of each iperf3 test, 1..60, default 10)
+#
+# One after the other, never in parallel:
+#   1. the kernel baseline (scripts/kernel-baseline.sh --json): TCP 1 stream, TCP 4 streams,
+#      UDP 64-byte datagrams (--udp64);
+#   2. Causeway: two fresh namespaces (cwb-<pid>-vnet, cwb-<pid>-onprem), a generated config
+#      (an ExpressRoute gateway, SKU ErGwScale with 40 scale units = 40 Gbit/s and 4 Mpps per
+#      direction, so that the SKU is not the limit; TUNs cw-vnet0 / cw-er0 inside the namespaces;
+#      the lab's addressing), causewayd (release build) in the background; then iperf3 TCP 1 and
+#      4 streams each way (VNet -> on-premises, and on-premises -> VNet with -R) and UDP 64-byte
+#      VNet -> on-premises. The daemon's CPU time (utime + stime of /proc/PID/stat, all threads)
+#      is read before and after each test.
+#
+# Prints the machine, then one table (path, direction, streams, Gbit/s received, Mpps received
+# for the UDP rows, ratio to the same-run kernel figure, daemon CPU seconds per Gbit carried,
+# daemon CPU % of one core, daemon CPU ns per wire packet) and writes the same as
+# target/bench/results.json and target/bench/results.md, with the raw iperf3 JSON and the
+# daemon's log and counters in target/bench/raw/.
+#
+# Needs root. Installs what it needs (scripts/deps.sh), builds `cargo build --release -p causewayd
+# -p causeway`. Namespaces cwb-* left by a killed run are removed first; this run's namespaces
+# are removed and the daemon stopped (SIGTERM, then SIGKILL after 2 s) on every exit, including
+# failure, Ctrl-C and SIGTERM. Every step is bounded by a timeout. Do not run it while other
+# heavy work (tests, builds) runs on the machine: the figures would mean little.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$here/lib.sh"
+
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
+    exit "${1:-2}"
+}
+
+time_s=10
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --time) [[ $# -ge 2 ]] || usage; time_s="$2"; shift 2 ;;
+        --time=*) time_s="${1#*=}"; shift ;;
+        -h | --help) usage 0 ;;
+        *) log "unknown argument '$1'"; usage ;;
+    esac
+done
+if ! [[ "$time_s" =~ ^[1-9][0-9]?$ ]] || ((time_s > 60)); then
+    die "--time must be a whole number of seconds, 1..60 (got '$time_s')"
+fi
+
+need_root
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"
+
+# One bench run at a time on this machine: the stale-namespace sweep below must never remove a
+# live run's namespaces. The lock is released when this process exits.
+lockdir=/run/lock
+[[ -d "$lockdir" && -w "$lockdir" ]] || lockdir=/tmp
+exec 8>"$lockdir/causeway-bench.lock"
+flock -n 8 || die "another bench.sh run is in progress"
+
+prefix="cwb-$$"
+ns_vnet="$prefix-vnet"
+ns_onprem="$prefix-onprem"
+valid_name "$prefix-k-onprem" || die "namespace prefix '$prefix' is too long"
+out="${CARGO_TARGET_DIR:-$root/target}/bench"
+bin="${CARGO_TARGET_DIR:-$root/target}/release"
+tmp=""
+daemon_pid=""
+child_pid=""
+cleaning=0
+
+# stop_daemon : SIGTERM, up to 2 s for it to exit, then SIGKILL.
+stop_daemon() {
+    local pid="$daemon_pid" i
+    [[ -n "$pid" ]] || return 0
+    daemon_pid=""
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < 20; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "warning: causewayd (pid $pid) still running 2 s after SIGTERM: SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+# stop_child : ends the foreground step (a kernel-baseline run or an iperf3 client) if any.
+stop_child() {
+    local pid="$child_pid" i
+    [[ -n "$pid" ]] || return 0
+    child_pid=""
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    # kernel-baseline.sh removes its namespaces on SIGTERM; give it the time to.
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$? n
+    ((cleaning)) && return 0
+    cleaning=1
+    trap '' INT TERM HUP
+    stop_child
+    stop_daemon
+    ns_cleanup_prefix "$prefix-"
+    for n in $(ns_list_prefix "$prefix-"); do
+        log "warning: namespace $n left behind"
+    done
+    [[ -n "$tmp" ]] && rm -rf -- "$tmp"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# run_bg CMD... : runs CMD in the background and waits for it, so that a signal is handled at
+# once (the trap ends it); returns CMD's status.
+run_bg() {
+    local rc=0
+    "$@" &
+    child_pid=$!
+    wait "$child_pid" || rc=$?
+    child_pid=""
+    return "$rc"
+}
+
+# --- the machine ------------------------------------------------------------------------------
+cpu_model="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+[[ -n "$cpu_model" ]] || cpu_model="$(uname -m)"
+ncpu="$(nproc)"
+kernel="$(uname -r)"
+load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "machine: $ncpu CPU(s), $cpu_model, Linux $kernel, load average $load_start"
+
+# --- dependencies and build -------------------------------------------------------------------
+log "checking dependencies (scripts/deps.sh)"
+timeout 900 "$here/deps.sh" >&2 || die "scripts/deps.sh failed"
+need_cmd ip iperf3 jq ping timeout flock ss awk
+log "building release binaries (cargo build --release -p causewayd -p causeway)"
+(cd "$root" && timeout 1800 cargo build --release -p causewayd -p causeway >&2) || die "build failed"
+[[ -x "$bin/causewayd" && -x "$bin/causeway" ]] || die "no binaries in $bin"
+iperf_version="$(iperf3 --version 2>/dev/null | head -1)"
+echo "iperf3: $iperf_version; each test ${time_s}s"
+
+tmp="$(mktemp -d /tmp/causeway-bench.XXXXXX)"
+rm -rf -- "$out"
+mkdir -p -- "$out/raw"
+: >"$tmp/rows.jsonl"
+
+# Leftovers of killed runs (the lock above says none is live).
+ns_cleanup_prefix "cwb-"
+
+clk_tck="$(getconf CLK_TCK)"
+
+# daemon_ticks : utime + stime of the daemon (all its threads), in clock ticks.
+daemon_ticks() {
+    local s
+    s="$(cat "/proc/$daemon_pid/stat" 2>/dev/null)" || return 1
+    # Fields after "(comm) ": state is field 3 of the line, so utime (14) and stime (15) are the
+    # 12th and 13th words of the rest.
+    s="${s##*) }"
+    # shellcheck disable=SC2086 # splitting into words is intended
+    set -- $s
+    echo $((${12} + ${13}))
+}
+
+# add_row JSON : appends one result row.
+add_row() {
+    printf '%s\n' "$1" >>"$tmp/rows.jsonl"
+}
+
+failures=0
+
+# --- 1. the kernel baseline -------------------------------------------------------------------
+kernel_run() {
+    local streams="$1" mode="$2" f="$tmp/kernel-$2-$1.json" args=()
+    [[ "$mode" == udp64 ]] && args+=(--udp64)
+    log "kernel baseline: $mode, $streams stream(s)"
+    if run_bg timeout $((time_s + 120)) "$here/kernel-baseline.sh" --json --time "$time_s" \
+        --streams "$streams" --prefix "$prefix-k" --save "$out/raw/kernel-$mode-$streams" \
+        "${args[@]}" >"$f" 8>&- && jq -e . "$f" >/dev/null 2>&1; then
+        add_row "$(jq -c '{path:"kernel", direction:"vnet->onprem", mode, streams,
+            seconds, gbps, mpps:(.mpps // null), loss_percent:(.loss_percent // null)}' "$f")"
+    else
+        log "warning: kernel baseline $mode/$streams failed"
+        failures=$((failures + 1))
+        add_row "$(jq -cn --arg m "$mode" --argjson s "$streams" --argjson t "$time_s" \
+            '{path:"kernel", direction:"vnet->onprem", mode:$m, streams:$s, seconds:$t,
+              gbps:null, mpps:null, error:"run failed"}')"
+    fi
+}
+kernel_run 1 tcp
+kernel_run 4 tcp
+kernel_run 1 udp64
+
+# --- 2. Causeway ------------------------------------------------------------------------------
+ns_add "$ns_vnet"
+ns_add "$ns_onprem"
+sock="$tmp/control.sock"
+cfg="$tmp/bench.toml"
+cat >"$cfg" <<EOF
+# Generated by scripts/bench.sh: the lab's addressing, an unconstrained SKU.
+[vnet]
+name = "bench"
+address_space = ["10.1.0.0/16", "fd00:1::/48"]
+gateway_subnet = "10.1.255.0/27"
+
+[vnet.interface]
+name = "cw-vnet0"
+netns = "$ns_vnet"
+addresses = ["10.1.0.10/16", "fd00:1::10/64"]
+mtu = 1500
+
+[control]
+socket = "$sock"
+
+[[gateway]]
+name = "er-gw"
+type = "ExpressRoute"
+sku = "ErGwScale"
+scale_units = 40
+
+[[connection]]
+name = "circuit-1"
+gateway = "er-gw"
+type = "ExpressRoute"
+prefixes = ["10.2.0.0/16", "fd00:2::/48"]
+
+[connection.interface]
+name = "cw-er0"
+netns = "$ns_onprem"
+addresses = ["10.2.0.10/16", "fd00:2::10/64"]
+mtu = 1500
+EOF
+cp -- "$cfg" "$out/raw/causeway-config.toml"
+timeout 10 "$bin/causewayd" --check -c "$cfg" >&2 || die "generated config rejected"
+
+log "starting causewayd (ErGwScale, 40 scale units)"
+RUST_LOG="${RUST_LOG:-info}" "$bin/causewayd" -c "$cfg" >"$out/raw/causewayd.log" 2>&1 8>&- &
+daemon_pid=$!
+
+daemon_answers() {
+    kill -0 "$daemon_pid" 2>/dev/null || return 2
+    timeout 3 "$bin/causeway" --socket "$sock" status
+}
+i=0
+until daemon_answers >/dev/null 2>&1; do
+    kill -0 "$daemon_pid" 2>/dev/null \
+        || die "causewayd exited: $(tail -n 20 "$out/raw/causewayd.log")"
+    ((++i < 100)) || die "causewayd did not answer on $sock within 10 s: $(tail -n 20 "$out/raw/causewayd.log")"
+    sleep 0.1
+done
+timeout 5 "$bin/causeway" --socket "$sock" status >"$out/raw/causeway-status.txt" 2>&1 || true
+
+wait_for -n 30 -s 0.2 timeout 3 ip netns exec "$ns_vnet" ping -c1 -W1 10.2.0.10 \
+    || die "no path $ns_vnet -> $ns_onprem through causewayd: $(tail -n 20 "$out/raw/causewayd.log")"
+wait_for -n 10 -s 0.2 timeout 3 ip netns exec "$ns_onprem" ping -c1 -W1 10.1.0.10 \
+    || die "no path $ns_onprem -> $ns_vnet through causewayd"
+log "ping through the gateway works both ways"
+
+stats_json() {
+    timeout 5 "$bin/causeway" --socket "$sock" stats -o json
+}
+
+# causeway_run NAME MODE STREAMS REVERSE : one iperf3 test through the gateway.
+causeway_run() {
+    local name="$1" mode="$2" streams="$3" reverse="$4"
+    local d="$out/raw/causeway-$name" srv cli args=() dir rc=0
+    local t0 t1 c0 c1 s0 s1 result bytes
+    mkdir -p -- "$d"
+    srv="$d/server.json"
+    cli="$d/client.json"
+    dir="vnet->onprem"
+    args=(-c 10.2.0.10 -p 5201 -t "$time_s" -P "$streams" -J)
+    if ((reverse)); then
+        args+=(-R)
+        dir="onprem->vnet"
+    fi
+    [[ "$mode" == udp64 ]] && args+=(-u -b 0 -l 64)
+    log "causeway: $mode, $streams stream(s), $dir"
+
+    ip netns exec "$ns_onprem" timeout $((time_s + 40)) \
+        iperf3 -s -1 -p 5201 -J >"$srv" 2>"$d/server.err" 8>&- &
+    local srv_pid=$!
+    port_listening() {
+        [[ -n "$(ip netns exec "$ns_onprem" ss -Hltn "sport = :5201")" ]]
+    }
+    if ! wait_for -n 50 port_listening; then
+        log "warning: iperf3 server did not start: $(cat "$d/server.err")"
+        kill "$srv_pid" 2>/dev/null || true
+        wait "$srv_pid" 2>/dev/null || true
+        failures=$((failures + 1))
+        return 0
+    fi
+
+    s0="$(stats_json)" || s0=""
+    c0="$(daemon_ticks)" || c0=""
+    t0="$(date +%s.%N)"
+    run_bg ip netns exec "$ns_vnet" timeout $((time_s + 30)) iperf3 "${args[@]}" \
+        >"$cli" 2>"$d/client.err" 8>&- || rc=$?
+    t1="$(date +%s.%N)"
+    c1="$(daemon_ticks)" || c1=""
+    s1="$(stats_json)" || s1=""
+    wait "$srv_pid" 2>/dev/null || true
+    [[ -n "$s0" ]] && printf '%s\n' "$s0" >"$d/stats-before.json"
+    [[ -n "$s1" ]] && printf '%s\n' "$s1" >"$d/stats-after.json"
+
+    # The receiver's own figures: the server for VNet -> on-premises, the client with -R.
+    result="$cli"
+    if ((!reverse)) && jq -e '.end.sum_received' "$srv" >/dev/null 2>&1; then
+        result="$srv"
+    fi
+    local gbps="" mpps="null" loss="null"
+    if ((rc == 0)) && gbps="$(iperf3_gbps "$result" 2>"$d/parse.err")"; then
+        if [[ "$mode" == udp64 ]]; then
+            local pps
+            pps="$(iperf3_udp_rx_pps "$result")" || pps=0
+            mpps="$(awk -v p="$pps" 'BEGIN { printf "%.3f", p / 1e6 }')"
+            loss="$(iperf3_udp_loss "$result")" || loss=null
+        fi
+    else
+        log "warning: iperf3 $name failed (exit $rc): $(jq -r '.error // empty' "$cli" 2>/dev/null) $(head -c 300 "$d/client.err")"
+        failures=$((failures + 1))
+        add_row "$(jq -cn --arg d "$dir" --arg m "$mode" --argjson s "$streams" --argjson t "$time_s" \
+            '{path:"causeway", direction:$d, mode:$m, streams:$s, seconds:$t, gbps:null,
+              mpps:null, error:"run failed"}')"
+        return 0
+    fi
+    bytes="$(jq -r '.end.sum_received.bytes // 0 | floor' "$result")"
+
+    # Daemon CPU and gateway counters over the test.
+    local cpu_s=null wall wire=null drops=null supers=null
+    wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
+    if [[ -n "$c0" && -n "$c1" ]]; then
+        cpu_s="$(awk -v a="$c0" -v b="$c1" -v h="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / h }')"
+    fi
+    if [[ -n "$s0" && -n "$s1" ]]; then
+        # shellcheck disable=SC2016 # a jq program, not shell
+        local q='.gateways[0] as $g | [$g.egress.packets + $g.ingress.packets,
+                  $g.egress.super_packets + $g.ingress.super_packets,
+                  ([$g.egress.drops[], $g.ingress.drops[], .vnet.egress.drops[]] | add)]'
+        read -r wire supers drops < <(jq -rn --argjson a "$s0" --argjson b "$s1" \
+            "[\$a, \$b] | map($q) | [.[1][0] - .[0][0], .[1][1] - .[0][1], .[1][2] - .[0][2]] | @tsv" \
+            2>/dev/null) || true
+        wire="${wire:-null}" supers="${supers:-null}" drops="${drops:-null}"
+    fi
+    add_row "$(jq -cn --arg d "$dir" --arg m "$mode" --argjson s "$streams" --argjson t "$time_s" \
+        --argjson g "$gbps" --argjson mp "$mpps" --argjson l "$loss" --argjson b "$bytes" \
+        --argjson c "$cpu_s" --argjson w "$wall" --argjson wp "$wire" --argjson sp "$supers" \
+        --argjson dr "$drops" \
+        '{path:"causeway", direction:$d, mode:$m, streams:$s, seconds:$t, gbps:$g, mpps:$mp,
+          loss_percent:$l, received_bytes:$b, wall_seconds:$w, daemon_cpu_seconds:$c,
+          gateway_wire_packets:$wp, gateway_super_packets:$sp, gateway_drops:$dr}')"
+}
+
+causeway_run tcp1-egress tcp 1 0
+causeway_run tcp1-ingress tcp 1 1
+causeway_run tcp4-egress tcp 4 0
+causeway_run tcp4-ingress tcp 4 1
+causeway_run udp64-egress udp64 1 0
+
+stats_json >"$out/raw/causeway-stats-final.json" 2>/dev/null || true
+stop_daemon
+ns_del "$ns_vnet"
+ns_del "$ns_onprem"
+load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- results ----------------------------------------------------------------------------------
+# Ratios: each row against the kernel row of the same mode and streams (TCP: Gbit/s; UDP: Mpps).
+jq -s \
+    --arg cpu "$cpu_model" --argjson n "$ncpu" --arg k "$kernel" --arg ls "$load_start" \
+    --arg le "$load_end" --arg ip "$iperf_version" --argjson t "$time_s" \
+    --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" '
+    def r(x; n): if x == null then null else (x * pow(10; n) | round) / pow(10; n) end;
+    . as $rows
+    | {
+        date: $date,
+        machine: {nproc: $n, cpu: $cpu, kernel: $k, load_average_start: $ls, load_average_end: $le},
+        iperf3: $ip,
+        seconds: $t,
+        causeway_sku: "ErGwScale, 40 scale units (40 Gbit/s, 4 Mpps per direction)",
+        rows: [ $rows[] | . as $row
+            | ($rows | map(select(.path == "kernel" and .mode == $row.mode and .streams == $row.streams)) | first) as $k
+            | . + {
+                ratio_to_kernel: (
+                    if $k == null then null
+                    elif .mode == "udp64" then
+                        (if (.mpps // null) != null and ($k.mpps // 0) > 0 then r(.mpps / $k.mpps; 2) else null end)
+                    else
+                        (if .gbps != null and ($k.gbps // 0) > 0 then r(.gbps / $k.gbps; 2) else null end)
+                    end),
+                daemon_cpu_s_per_gbit: (
+                    if (.daemon_cpu_seconds // null) != null and (.received_bytes // 0) > 0
+                    then r(.daemon_cpu_seconds / (.received_bytes * 8 / 1e9); 3) else null end),
+                daemon_cpu_percent: (
+                    if (.daemon_cpu_seconds // null) != null and (.wall_seconds // 0) > 0
+                    then r(100 * .daemon_cpu_seconds / .wall_seconds; 0) else null end),
+                daemon_cpu_ns_per_wire_packet: (
+                    if (.daemon_cpu_seconds // null) != null and (.gateway_wire_packets // 0) > 0
+                    then r(1e9 * .daemon_cpu_seconds / .gateway_wire_packets; 0) else null end)
+              } ]
+      }' "$tmp/rows.jsonl" >"$out/results.json"
+
+# One table, as text (stdout) and as Markdown.
+table_rows() {
+    jq -r '.rows[] | [
+        .path, .direction, (if .mode == "udp64" then "udp64" else "tcp" end), (.streams | tostring),
+        (if .gbps == null then "FAILED" else (.gbps * 100 | round / 100 | tostring) end),
+        (.mpps // "-" | tostring),
+        (.ratio_to_kernel // "-" | tostring),
+        (.daemon_cpu_s_per_gbit // "-" | tostring),
+        (.daemon_cpu_percent // "-" | tostring),
+        (.daemon_cpu_ns_per_wire_packet // "-" | tostring)
+      ] | @tsv' "$out/results.json"
+}
+header=(path direction mode streams "Gbit/s" Mpps "vs kernel" "CPU s/Gbit" "CPU %" "CPU ns/pkt")
+{
+    echo "# Causeway vs kernel forwarding"
+    echo
+    echo "Machine: $ncpu CPU(s), $cpu_model, Linux $kernel; load average $load_start at start, $load_end at end."
+    echo "$iperf_version, ${time_s} s per test, one test at a time. Causeway: ErGwScale (40 scale units)."
+    echo "Gbit/s and Mpps are what the receiver got; \"vs kernel\" divides by the same-run kernel"
+    echo "figure of the same mode and stream count (TCP: Gbit/s, UDP: Mpps). CPU: causewayd's"
+    echo "utime + stime over the test (all threads; 100% = one core)."
+    echo
+    printf '| %s ' "${header[@]}"
+    echo '|'
+    echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    table_rows | awk -F'\t' '{ printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n" }'
+} >"$out/results.md"
+
+echo
+{
+    (IFS=$'\t'; echo "${header[*]}")
+    table_rows
+} | awk -F'\t' '
+    { for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } n = NF; rows = NR }
+    END {
+        for (r = 1; r <= rows; r++) {
+            line = ""
+            for (i = 1; i <= n; i++) line = line sprintf("%" (i <= 3 ? "-" : "") w[i] "s  ", cell[r, i])
+            sub(/ +$/, "", line); print line
+        }
+    }'
+echo
+echo "results: $out/results.json, $out/results.md (raw iperf3 JSON and daemon log in $out/raw)"
+if ((failures)); then
+    log "$failures test(s) failed; see above"
+    exit 1
+fi

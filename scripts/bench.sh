@@ -143,13 +143,17 @@ ncpu="$(nproc)"
 kernel="$(uname -r)"
 load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "machine: $ncpu CPU(s), $cpu_model, Linux $kernel, load average $load_start"
+if awk -v l="${load_start%% *}" -v n="$ncpu" 'BEGIN { exit !(l > n / 2) }'; then
+    log "warning: load average ${load_start%% *} on $ncpu CPU(s): something else is running, the figures will be noisy"
+fi
 
 # --- dependencies and build -------------------------------------------------------------------
 log "checking dependencies (scripts/deps.sh)"
-timeout 900 "$here/deps.sh" >&2 || die "scripts/deps.sh failed"
+run_bg timeout 900 "$here/deps.sh" >&2 8>&- || die "scripts/deps.sh failed"
 need_cmd ip iperf3 jq ping timeout flock ss awk
 log "building release binaries (cargo build --release -p causewayd -p causeway)"
-(cd "$root" && timeout 1800 cargo build --release -p causewayd -p causeway >&2) || die "build failed"
+run_bg timeout 1800 cargo build --manifest-path "$root/Cargo.toml" --release -p causewayd -p causeway \
+    >&2 8>&- || die "build failed"
 [[ -x "$bin/causewayd" && -x "$bin/causeway" ]] || die "no binaries in $bin"
 iperf_version="$(iperf3 --version 2>/dev/null | head -1)"
 echo "iperf3: $iperf_version; each test ${time_s}s"
@@ -417,13 +421,13 @@ jq -s \
 table_rows() {
     jq -r '.rows[] | [
         .path, .direction, (if .mode == "udp64" then "udp64" else "tcp" end), (.streams | tostring),
-        (if .gbps == null then "FAILED" else (.gbps * 100 | round / 100 | tostring) end),
-        (.mpps // "-" | tostring),
-        (.ratio_to_kernel // "-" | tostring),
-        (.daemon_cpu_s_per_gbit // "-" | tostring),
-        (.daemon_cpu_percent // "-" | tostring),
-        (.daemon_cpu_ns_per_wire_packet // "-" | tostring)
-      ] | @tsv' "$out/results.json"
+        (if .gbps == null then "FAILED" else .gbps end),
+        (.mpps // "-"), (.ratio_to_kernel // "-"), (.daemon_cpu_s_per_gbit // "-"),
+        (.daemon_cpu_percent // "-"), (.daemon_cpu_ns_per_wire_packet // "-")
+      ] | map(tostring) | @tsv' "$out/results.json" | awk -F'\t' -v OFS='\t' '
+        BEGIN { split("%.2f %.3f %.2f %.3f %.0f %.0f", fmt, " ") }
+        { for (i = 5; i <= 10; i++) if ($i ~ /^-?[0-9.e+-]+$/ && $i != "-") $i = sprintf(fmt[i - 4], $i) }
+        { print }'
 }
 header=(path direction mode streams "Gbit/s" Mpps "vs kernel" "CPU s/Gbit" "CPU %" "CPU ns/pkt")
 {

@@ -2,7 +2,7 @@
 //!
 //! Protocol: the client connects to the Unix socket, writes one [`Request`] as a JSON line, and
 //! reads one [`Response`] as a JSON line; then the connection closes. Every field is named in
-//! `docs/CONTROL.md`.
+//! `docs/CLI.md`.
 
 use std::collections::BTreeMap;
 
@@ -74,7 +74,8 @@ pub struct InterfaceStatus {
     /// Carrier (IFF_RUNNING).
     pub running: bool,
     pub mtu: u32,
-    /// Virtio-net header and TSO offload negotiated with the kernel.
+    /// The TUN was opened with the virtio-net header and TCP offloads (checksum, TSO4/6), so the
+    /// kernel hands over and accepts 64 KB super-packets (the daemon does not start otherwise).
     pub offload: bool,
 }
 

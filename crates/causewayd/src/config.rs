@@ -22,7 +22,7 @@
 //! netns = "lab-vnet"                         # optional (default: the daemon's own netns)
 //! addresses = ["10.1.0.10/16", "fd00:1::10/64"]  # optional
 //! mtu = 1500                                 # optional, default 1500
-//! txqueuelen = 1000                          # optional (default: the kernel's)
+//! txqueuelen = 1000                          # optional, default 1000
 //! install_routes = true                      # optional, default true
 //!
 //! [control]                                  # optional
@@ -148,7 +148,7 @@ pub struct InterfaceConfig {
     pub addresses: Vec<InterfaceAddress>,
     /// The MTU: 576..=65535, at least 1280 with an IPv6 address. Default 1500.
     pub mtu: u32,
-    /// The transmit queue length to set; None leaves the kernel's default.
+    /// The transmit queue length to set; None: the daemon's default, 1000.
     pub txqueuelen: Option<u32>,
     /// Whether to install routes through this interface (to the prefixes reachable through it).
     /// Default true.
@@ -1332,9 +1332,9 @@ fn read_gateways<'n>(cx: &mut Cx<'_>, root: &Table<'n>) -> Vec<GatewayDraft<'n>>
                 Some(sku.node),
                 &sku.field,
                 format!(
-                    "a {} gateway with the {} SKU cannot coexist with a {} gateway ({}): use a non-Basic SKU",
-                    ty.value,
+                    "the {} SKU of the {} gateway cannot coexist with the {} gateway ({}): use a non-Basic SKU",
                     sku.value,
+                    ty.value,
                     other_ty.map_or_else(String::new, |t| t.to_string()),
                     other.label
                 ),
@@ -2549,13 +2549,13 @@ type = "ExpressRoute"
         expect(
             &text,
             "gateway[0] (er-gw).sku",
-            "a ExpressRoute gateway with the Basic SKU cannot coexist with a Vpn gateway (gateway[1] (vpn-gw))",
+            "the Basic SKU of the ExpressRoute gateway cannot coexist with the Vpn gateway (gateway[1] (vpn-gw))",
         );
         let text = VALID.to_owned() + &VPN_GW.replace("VpnGw1", "Basic");
         expect(
             &text,
             "gateway[1] (vpn-gw).sku",
-            "with the Basic SKU cannot coexist with a ExpressRoute gateway (gateway[0] (er-gw))",
+            "the Basic SKU of the Vpn gateway cannot coexist with the ExpressRoute gateway (gateway[0] (er-gw))",
         );
         // A Basic gateway alone is fine.
         assert_eq!(

@@ -16,7 +16,7 @@ use causeway_sys::link::{self, LinkState};
 
 use crate::config::{Config, ConnectionKind, InterfaceConfig};
 use crate::control::{ControlServer, Handler};
-use crate::dataplane::{install_routes, Dataplane, Shared};
+use crate::dataplane::{install_routes, readdress, Dataplane, Shared};
 
 /// How often circuit link state is checked (a circuit that goes down loses its routes).
 const LINK_POLL: Duration = Duration::from_millis(500);
@@ -200,17 +200,22 @@ fn watch_links(config: &Config, shared: &Shared, stop: &AtomicBool) {
                 .state(&iface.name)
                 .map(|s| s.exists && s.up && s.running)
                 .unwrap_or(false);
-            if circuit.up.swap(up, Ordering::Relaxed) != up {
-                if up {
-                    // The kernel removed the routes through the interface when it went down:
-                    // advertise the VNet to this side again.
-                    if let Err(e) = install_routes(iface, &config.vnet.address_space) {
-                        tracing::warn!(connection = %circuit.name, error = %format!("{e:#}"), "re-adding routes failed");
-                    }
-                    tracing::info!(connection = %circuit.name, "circuit up: routes restored");
-                } else {
-                    tracing::warn!(connection = %circuit.name, "circuit down: routes withdrawn");
+            let was = circuit.up.load(Ordering::Relaxed);
+            if up && !was {
+                // The kernel removed the routes through the interface when it went down (and its
+                // IPv6 addresses): configure them and advertise the VNet to this side again (both
+                // idempotent), and only then route over the circuit again.
+                if let Err(e) = readdress(iface)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|()| install_routes(iface, &config.vnet.address_space))
+                {
+                    tracing::warn!(connection = %circuit.name, error = %format!("{e:#}"), "re-adding addresses and routes failed");
                 }
+                circuit.up.store(true, Ordering::Relaxed);
+                tracing::info!(connection = %circuit.name, "circuit up: routes restored");
+            } else if !up && was {
+                circuit.up.store(false, Ordering::Relaxed);
+                tracing::warn!(connection = %circuit.name, "circuit down: routes withdrawn");
             }
         }
         std::thread::sleep(LINK_POLL);

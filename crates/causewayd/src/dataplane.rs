@@ -84,10 +84,16 @@ fn configure(iface: &InterfaceConfig) -> io::Result<()> {
     let _ = link::disable_ipv6_autoconf(ns, &iface.name);
     link::set_mtu(ns, &iface.name, iface.mtu)?;
     link::set_txqueuelen(ns, &iface.name, iface.txqueuelen.unwrap_or(1000))?;
-    for a in &iface.addresses {
-        link::add_address(ns, &iface.name, a.addr, a.len)?;
-    }
+    readdress(iface)?;
     link::set_up(ns, &iface.name)
+}
+
+/// Assigns the configured addresses (idempotent: `ip address replace`).
+pub(crate) fn readdress(iface: &InterfaceConfig) -> io::Result<()> {
+    for a in &iface.addresses {
+        link::add_address(iface.netns.as_deref(), &iface.name, a.addr, a.len)?;
+    }
+    Ok(())
 }
 
 /// Routes the gateway advertises to one side: `prefixes` via that side's interface, except those
@@ -469,7 +475,10 @@ impl Worker {
                         Ok(Some(n)) => n,
                         Ok(None) => break,
                         Err(e) => {
+                            // Not expected from a TUN; back off briefly so that a persistent
+                            // error cannot turn the worker into a busy loop.
                             tracing::warn!(error = %e, tun = tun.name(), "TUN read failed");
+                            std::thread::sleep(Duration::from_millis(10));
                             break;
                         }
                     };

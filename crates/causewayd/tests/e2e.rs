@@ -736,9 +736,13 @@ fn highest_weight_wins_and_a_down_circuit_fails_over_and_back() {
         vec![3, 6],
         "failback to the preferred circuit"
     );
+    // IPv6 works again over the circuit that flapped (its address and routes were restored).
+    let o = ping(&lab, true, &["-c", "2", "-i", "0.2", "fd00:2::10"]);
+    assert!(text(&o).contains("2 received"), "{}", text(&o));
+    assert_eq!(connection_packets(&lab), vec![3, 8]);
     let s = lab.stats();
     assert_eq!(
-        s.gateways[0].connections[1].ingress.packets, 6,
+        s.gateways[0].connections[1].ingress.packets, 8,
         "replies came back on circuit-2"
     );
 }

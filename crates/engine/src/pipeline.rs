@@ -206,8 +206,9 @@ enum Error {
 }
 
 impl Common {
-    /// Builds an ICMP error about `pkt` into `reply`; returns the verdict (a reply, or the drop
-    /// alone when no error may or can be sent).
+    /// Counts the drop of `pkt` (`packets` wire packets) for `reason` and builds an ICMP error
+    /// about it into `reply`; returns the verdict (a reply, or the drop alone when no error may
+    /// or can be sent).
     #[allow(clippy::too_many_arguments)]
     fn icmp_error(
         &mut self,
@@ -216,11 +217,12 @@ impl Common {
         s: &IpSummary,
         kind: Error,
         reason: DropReason,
+        packets: u64,
         reply: &mut [u8],
         dir: &[&DirCounters],
     ) -> Verdict {
         for c in dir {
-            c.drop(reason, 1);
+            c.drop(reason, packets);
         }
         if !icmp::may_send_error_about(pkt, s) {
             return Verdict::Drop(reason);
@@ -282,6 +284,7 @@ impl Common {
                 s,
                 Error::TimeExceeded,
                 DropReason::TtlExpired,
+                cost.packets,
                 reply,
                 dir,
             );
@@ -299,6 +302,7 @@ impl Common {
                         s,
                         Error::TooBig(out_mtu),
                         DropReason::TooBig,
+                        cost.packets,
                         reply,
                         dir,
                     );
@@ -314,6 +318,7 @@ impl Common {
                     s,
                     Error::TooBig(out_mtu),
                     DropReason::TooBig,
+                    cost.packets,
                     reply,
                     dir,
                 );
@@ -387,7 +392,13 @@ fn validate(
 }
 
 /// Answers a ping of the gateway's own address, or drops anything else sent to it.
-fn to_gateway(pkt: &[u8], s: &IpSummary, reply: &mut [u8], dir: &[&DirCounters]) -> Verdict {
+fn to_gateway(
+    pkt: &[u8],
+    s: &IpSummary,
+    packets: u64,
+    reply: &mut [u8],
+    dir: &[&DirCounters],
+) -> Verdict {
     match icmp::echo_reply(pkt, s, reply) {
         Some(len) => {
             for c in dir {
@@ -397,7 +408,7 @@ fn to_gateway(pkt: &[u8], s: &IpSummary, reply: &mut [u8], dir: &[&DirCounters])
         }
         None => {
             for c in dir {
-                c.drop(DropReason::ToGateway, 1);
+                c.drop(DropReason::ToGateway, packets);
             }
             Verdict::Drop(DropReason::ToGateway)
         }
@@ -483,7 +494,7 @@ impl ErEgress {
             return Verdict::Drop(DropReason::Spoofed);
         }
         if vnet.is_gateway(f, s.dst) {
-            return to_gateway(pkt, &s, reply, &[vc]);
+            return to_gateway(pkt, &s, cost.packets, reply, &[vc]);
         }
         let circuits = &self.circuits;
         let Some(conn) = self
@@ -496,6 +507,7 @@ impl ErEgress {
                 &s,
                 Error::Unreachable,
                 DropReason::NoRoute,
+                cost.packets,
                 reply,
                 &[vc],
             );
@@ -556,7 +568,7 @@ impl ErIngress {
         }
         let vnet = &self.common.vnet;
         if vnet.is_gateway(f, s.dst) {
-            return to_gateway(pkt, &s, reply, &dir);
+            return to_gateway(pkt, &s, cost.packets, reply, &dir);
         }
         if !vnet.contains(f, s.dst) {
             return drop(DropReason::DstOutsideVnet);

@@ -411,6 +411,8 @@ fn super_packet_checked_against_mtu_by_segment() {
         panic!()
     };
     assert_eq!(u16::from_be_bytes([l.reply[26], l.reply[27]]), 1400);
+    // A dropped super-packet counts as the wire packets it carried.
+    assert_eq!(l.gw.egress.drops(DropReason::TooBig), 10);
     let (v, mut p) = tcp_super(10 * 1300, 1300);
     assert!(matches!(
         l.eg.process(0, &v, &mut p, &mut l.reply),

@@ -7,8 +7,10 @@
 #![forbid(unsafe_code)]
 
 pub mod checksum;
+pub mod gso;
 pub mod icmp;
 pub mod ip;
+pub mod tcp;
 pub mod virtio;
 
 /// Why a packet could not be parsed. Each variant is a counted drop reason upstream.

@@ -1,0 +1,489 @@
+//! Security associations: [`OutboundSa::seal`] and [`InboundSa::open`], in place.
+//!
+//! The ESP packet (RFC 4303 section 2, tunnel mode, combined-mode AEAD):
+//!
+//! ```text
+//!  0               4               8                       16
+//! +---------------+---------------+-----------------------+---------------------------
+//! |      SPI      | Sequence (lo) |  IV (8 bytes, clear)  | inner IP packet ...
+//! +---------------+---------------+-----------------------+---------------------------
+//!     ... | Padding 1,2,3.. (0-3) | Pad Length | Next Header | ICV (16 bytes)         |
+//!     ----+-----------------------+------------+-------------+------------------------+
+//!          \_________________ encrypted: inner packet .. Next Header ______/
+//! ```
+//!
+//! The IV is the 64-bit sequence number (big-endian): unique per SA, which is all that
+//! RFC 4106 section 3.1 / RFC 7634 section 2 ask of it. Padding brings payload + padding + 2
+//! to a multiple of 4 (RFC 4303 section 2.4), so at most 3 pad bytes are ever added.
+
+use core::fmt;
+use core::ops::Range;
+
+use crate::cipher::{Cipher, EspAad, EspAead, KeyMaterial};
+use crate::replay::{Replay, ReplayWindow, WindowSizeError};
+use crate::{
+    ESP_HEADER_LEN, HEADROOM, ICV_LEN, IV_LEN, MIN_ESP_LEN, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6,
+    NEXT_HEADER_NONE, TRAILER_LEN,
+};
+
+/// Why an SA could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaError {
+    /// SPIs 0..=255 are reserved (RFC 4303 section 2.1); 0 would also read as the RFC 3948
+    /// non-ESP marker on UDP 4500.
+    ReservedSpi(u32),
+    /// The key material does not fit the cipher.
+    KeyLength {
+        cipher: Cipher,
+        expected: usize,
+        got: usize,
+    },
+    /// The replay window size is not allowed.
+    ReplayWindow(WindowSizeError),
+    /// The crypto library refused the key.
+    Crypto,
+}
+
+impl fmt::Display for SaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SaError::ReservedSpi(spi) => {
+                write!(
+                    f,
+                    "SPI {spi:#010x} is reserved (SPIs 0-255 are not used on the wire)"
+                )
+            }
+            SaError::KeyLength {
+                cipher,
+                expected,
+                got,
+            } => write!(
+                f,
+                "key for {cipher} must be {expected} bytes ({} key + 4 salt), got {got}",
+                cipher.key_len()
+            ),
+            SaError::ReplayWindow(e) => e.fmt(f),
+            SaError::Crypto => f.write_str("the crypto library refused the key"),
+        }
+    }
+}
+
+impl std::error::Error for SaError {}
+
+fn check_spi_and_key(spi: u32, cipher: Cipher, key: &KeyMaterial) -> Result<EspAead, SaError> {
+    if spi < 256 {
+        return Err(SaError::ReservedSpi(spi));
+    }
+    let expected = cipher.key_material_len();
+    if key.len() != expected {
+        return Err(SaError::KeyLength {
+            cipher,
+            expected,
+            got: key.len(),
+        });
+    }
+    EspAead::new(cipher, key).map_err(|_| SaError::Crypto)
+}
+
+/// Why a packet could not be sealed. The buffer is untouched unless noted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SealError {
+    /// Fewer than [`HEADROOM`] bytes before the inner packet.
+    NoHeadroom,
+    /// The inner packet plus padding, trailer and ICV do not fit the buffer (or the inner
+    /// range itself lies outside it).
+    NoTailroom,
+    /// The sequence number space is used up (2^32 - 1 packets without ESN, 2^64 - 1 with):
+    /// the SA must be replaced by a rekeyed one. Permanent for this SA.
+    SequenceExhausted,
+    /// The crypto library failed. The sequence number was consumed; the buffer holds garbage.
+    Crypto,
+}
+
+impl SealError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SealError::NoHeadroom => "no_headroom",
+            SealError::NoTailroom => "no_tailroom",
+            SealError::SequenceExhausted => "sequence_exhausted",
+            SealError::Crypto => "crypto",
+        }
+    }
+}
+
+impl fmt::Display for SealError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SealError::NoHeadroom => "not enough headroom before the inner packet",
+            SealError::NoTailroom => "not enough tailroom after the inner packet",
+            SealError::SequenceExhausted => "sequence numbers exhausted: the SA must be rekeyed",
+            SealError::Crypto => "the crypto library failed to seal",
+        })
+    }
+}
+
+impl std::error::Error for SealError {}
+
+/// The sending half of a child SA.
+pub struct OutboundSa {
+    spi: u32,
+    cipher: Cipher,
+    esn: bool,
+    aead: EspAead,
+    /// Last sequence number used; 0 before the first packet.
+    last_seq: u64,
+    packets: u64,
+    bytes: u64,
+}
+
+impl OutboundSa {
+    /// An SA that sends with `spi` (the SPI the peer chose for its inbound SA).
+    pub fn new(
+        spi: u32,
+        cipher: Cipher,
+        key: &KeyMaterial,
+        esn: bool,
+    ) -> Result<OutboundSa, SaError> {
+        let aead = check_spi_and_key(spi, cipher, key)?;
+        Ok(OutboundSa {
+            spi,
+            cipher,
+            esn,
+            aead,
+            last_seq: 0,
+            packets: 0,
+            bytes: 0,
+        })
+    }
+
+    pub fn spi(&self) -> u32 {
+        self.spi
+    }
+
+    pub fn cipher(&self) -> Cipher {
+        self.cipher
+    }
+
+    pub fn esn(&self) -> bool {
+        self.esn
+    }
+
+    fn max_seq(&self) -> u64 {
+        if self.esn {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        }
+    }
+
+    /// The sequence number the next packet will carry; `None` once exhausted.
+    pub fn next_seq(&self) -> Option<u64> {
+        if self.last_seq >= self.max_seq() {
+            None
+        } else {
+            Some(self.last_seq + 1)
+        }
+    }
+
+    /// Packets sealed so far.
+    pub fn packets(&self) -> u64 {
+        self.packets
+    }
+
+    /// Inner-packet bytes sealed so far (what SA byte lifetimes count).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Seals the inner packet at `buf[head..head + len]` in place, tunnel mode.
+    ///
+    /// Needs `HEADROOM` bytes before `head` and [`crate::tail_len`]`(len)` (at most
+    /// `TAILROOM`) after the packet. Writes the ESP header and IV in front, padding, pad length,
+    /// `next_header` (4 for IPv4, 41 for IPv6, 59 for a dummy packet) and the ICV behind, and
+    /// encrypts in between. Returns the range of the ESP packet in `buf`, starting at the SPI:
+    /// `head - HEADROOM .. head + len + tail_len(len)`.
+    pub fn seal(
+        &mut self,
+        buf: &mut [u8],
+        head: usize,
+        len: usize,
+        next_header: u8,
+    ) -> Result<Range<usize>, SealError> {
+        let start = head.checked_sub(HEADROOM).ok_or(SealError::NoHeadroom)?;
+        let pad = crate::pad_len(len);
+        let payload_end = head.checked_add(len).ok_or(SealError::NoTailroom)?;
+        let pt_end = payload_end
+            .checked_add(pad + TRAILER_LEN)
+            .ok_or(SealError::NoTailroom)?;
+        let end = pt_end.checked_add(ICV_LEN).ok_or(SealError::NoTailroom)?;
+        if end > buf.len() {
+            return Err(SealError::NoTailroom);
+        }
+        let seq = self.next_seq().ok_or(SealError::SequenceExhausted)?;
+        // Consumed before sealing: a sequence number (our IV) must never be used twice, even
+        // if the crypto call were to fail halfway.
+        self.last_seq = seq;
+
+        let iv = seq.to_be_bytes();
+        buf[start..start + 4].copy_from_slice(&self.spi.to_be_bytes());
+        // Only the low 32 bits travel; with ESN the high half is in the AAD alone.
+        buf[start + 4..start + 8].copy_from_slice(&(seq as u32).to_be_bytes());
+        buf[start + ESP_HEADER_LEN..head].copy_from_slice(&iv);
+        for (i, b) in buf[payload_end..payload_end + pad].iter_mut().enumerate() {
+            // i < 3
+            *b = i as u8 + 1;
+        }
+        buf[pt_end - 2] = pad as u8;
+        buf[pt_end - 1] = next_header;
+
+        let aad = EspAad::new(self.spi, seq, self.esn);
+        let icv = self
+            .aead
+            .seal(&iv, aad.as_bytes(), &mut buf[head..pt_end])
+            .map_err(|_| SealError::Crypto)?;
+        buf[pt_end..end].copy_from_slice(&icv);
+        self.packets += 1;
+        self.bytes = self.bytes.saturating_add(len as u64);
+        Ok(start..end)
+    }
+
+    /// Test hook: pretend `last` packets were already sent.
+    #[cfg(test)]
+    pub(crate) fn set_last_seq(&mut self, last: u64) {
+        self.last_seq = last;
+    }
+}
+
+impl fmt::Debug for OutboundSa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboundSa")
+            .field("spi", &format_args!("{:#010x}", self.spi))
+            .field("cipher", &self.cipher)
+            .field("esn", &self.esn)
+            .field("next_seq", &self.next_seq())
+            .field("packets", &self.packets)
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A packet that [`InboundSa::open`] authenticated, decrypted and accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// Where the inner packet now lies (in clear) in the buffer given to `open`.
+    pub inner: Range<usize>,
+    /// 4 (IPv4) or 41 (IPv6).
+    pub next_header: u8,
+    /// The full (with ESN: reconstructed 64-bit) sequence number.
+    pub seq: u64,
+}
+
+/// Why an ESP packet was not delivered. Each variant is a counted drop reason upstream.
+///
+/// The first four are decided before decryption and leave the buffer and the SA untouched;
+/// `AuthFailed` leaves the SA untouched (the buffer's payload is garbage); the last three
+/// come after the ICV verified, so the replay window has already recorded the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpenError {
+    /// Shorter than header + IV + trailer + ICV.
+    Truncated,
+    /// The SPI is not this SA's (the caller's lookup by SPI is wrong).
+    WrongSpi,
+    /// Already received (inside the replay window).
+    Replayed,
+    /// Left of the replay window (or sequence number 0, or an ESN that cannot exist).
+    TooOld,
+    /// The ICV does not verify: forged, corrupted, wrong key, or (ESN) a wrong guess of the
+    /// sequence number's high half.
+    AuthFailed,
+    /// Authentic, but the padding is not 1, 2, 3, ... or the pad length exceeds the payload.
+    BadPadding,
+    /// Authentic, but the next header is neither 4 (IPv4) nor 41 (IPv6) nor 59.
+    BadNextHeader(u8),
+    /// Authentic dummy packet (next header 59, RFC 4303 section 2.6): drop silently; it is
+    /// traffic-flow confidentiality chaff, not an attack.
+    Dummy,
+}
+
+impl OpenError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpenError::Truncated => "truncated",
+            OpenError::WrongSpi => "wrong_spi",
+            OpenError::Replayed => "replayed",
+            OpenError::TooOld => "too_old",
+            OpenError::AuthFailed => "auth_failed",
+            OpenError::BadPadding => "bad_padding",
+            OpenError::BadNextHeader(_) => "bad_next_header",
+            OpenError::Dummy => "dummy",
+        }
+    }
+
+    /// True when the packet authenticated (the replay window recorded it).
+    pub fn authenticated(self) -> bool {
+        matches!(
+            self,
+            OpenError::BadPadding | OpenError::BadNextHeader(_) | OpenError::Dummy
+        )
+    }
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Truncated => f.write_str("ESP packet truncated"),
+            OpenError::WrongSpi => f.write_str("ESP packet for another SPI"),
+            OpenError::Replayed => f.write_str("ESP packet replayed"),
+            OpenError::TooOld => f.write_str("ESP packet left of the replay window"),
+            OpenError::AuthFailed => f.write_str("ESP integrity check failed"),
+            OpenError::BadPadding => f.write_str("ESP padding invalid"),
+            OpenError::BadNextHeader(nh) => write!(f, "ESP next header {nh} not carried"),
+            OpenError::Dummy => f.write_str("ESP dummy packet"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// The receiving half of a child SA.
+pub struct InboundSa {
+    spi: u32,
+    cipher: Cipher,
+    esn: bool,
+    aead: EspAead,
+    window: ReplayWindow,
+    packets: u64,
+    bytes: u64,
+}
+
+impl InboundSa {
+    /// An SA that receives on `spi` (the SPI we chose), with a replay window of
+    /// `replay_window` packets ([`ReplayWindow::DEFAULT_SIZE`] = 1024; a multiple of 64,
+    /// at least 1024).
+    pub fn new(
+        spi: u32,
+        cipher: Cipher,
+        key: &KeyMaterial,
+        esn: bool,
+        replay_window: u32,
+    ) -> Result<InboundSa, SaError> {
+        let aead = check_spi_and_key(spi, cipher, key)?;
+        let window = ReplayWindow::new(replay_window).map_err(SaError::ReplayWindow)?;
+        Ok(InboundSa {
+            spi,
+            cipher,
+            esn,
+            aead,
+            window,
+            packets: 0,
+            bytes: 0,
+        })
+    }
+
+    pub fn spi(&self) -> u32 {
+        self.spi
+    }
+
+    pub fn cipher(&self) -> Cipher {
+        self.cipher
+    }
+
+    pub fn esn(&self) -> bool {
+        self.esn
+    }
+
+    pub fn window(&self) -> &ReplayWindow {
+        &self.window
+    }
+
+    /// Authenticated packets so far (including dummies and ones with a bad trailer).
+    pub fn packets(&self) -> u64 {
+        self.packets
+    }
+
+    /// Decrypted inner-packet bytes of authenticated packets so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Opens the ESP packet `esp` (the whole UDP 4500 payload, starting at the SPI) in place.
+    ///
+    /// Order (RFC 4303 section 3.4): length, SPI, replay check (cheap reject, no state change),
+    /// ICV verification and decryption, then the window update, then the trailer checks.
+    pub fn open(&mut self, esp: &mut [u8]) -> Result<Opened, OpenError> {
+        let len = esp.len();
+        if len < MIN_ESP_LEN {
+            return Err(OpenError::Truncated);
+        }
+        let spi = u32::from_be_bytes([esp[0], esp[1], esp[2], esp[3]]);
+        if spi != self.spi {
+            return Err(OpenError::WrongSpi);
+        }
+        let low = u32::from_be_bytes([esp[4], esp[5], esp[6], esp[7]]);
+        let seq = if self.esn {
+            self.window.infer_esn(low).ok_or(OpenError::TooOld)?
+        } else {
+            u64::from(low)
+        };
+        self.window.check(seq).map_err(|r| match r {
+            Replay::Replayed => OpenError::Replayed,
+            Replay::TooOld => OpenError::TooOld,
+        })?;
+
+        let mut iv = [0u8; IV_LEN];
+        iv.copy_from_slice(&esp[ESP_HEADER_LEN..HEADROOM]);
+        let aad = EspAad::new(self.spi, seq, self.esn);
+        let (body, icv) = esp.split_at_mut(len - ICV_LEN);
+        let pt = &mut body[HEADROOM..];
+        self.aead
+            .open(&iv, aad.as_bytes(), icv, pt)
+            .map_err(|_| OpenError::AuthFailed)?;
+
+        // Authentic: only now may the window move (RFC 4303 section 3.4.3).
+        self.window.commit(seq);
+        self.packets += 1;
+
+        let pt_len = pt.len();
+        let next_header = pt[pt_len - 1];
+        let pad = usize::from(pt[pt_len - 2]);
+        let Some(payload_len) = pt_len.checked_sub(TRAILER_LEN + pad) else {
+            self.bytes = self.bytes.saturating_add((pt_len - TRAILER_LEN) as u64);
+            return Err(OpenError::BadPadding);
+        };
+        self.bytes = self.bytes.saturating_add(payload_len as u64);
+        let padding = &pt[payload_len..payload_len + pad];
+        if padding.iter().zip(1u8..).any(|(&b, want)| b != want) {
+            return Err(OpenError::BadPadding);
+        }
+        match next_header {
+            NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6 => Ok(Opened {
+                inner: HEADROOM..HEADROOM + payload_len,
+                next_header,
+                seq,
+            }),
+            NEXT_HEADER_NONE => Err(OpenError::Dummy),
+            other => Err(OpenError::BadNextHeader(other)),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn window_mut(&mut self) -> &mut ReplayWindow {
+        &mut self.window
+    }
+}
+
+impl fmt::Debug for InboundSa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InboundSa")
+            .field("spi", &format_args!("{:#010x}", self.spi))
+            .field("cipher", &self.cipher)
+            .field("esn", &self.esn)
+            .field("window", &self.window)
+            .field("packets", &self.packets)
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -195,8 +195,14 @@ kernel_run() {
     if run_bg timeout $((time_s + 120)) "$here/kernel-baseline.sh" --json --time "$time_s" \
         --streams "$streams" --prefix "$prefix-k" --save "$out/raw/kernel-$mode-$streams" \
         "${args[@]}" >"$f" 8>&- && jq -e . "$f" >/dev/null 2>&1; then
-        add_row "$(jq -c '{path:"kernel", direction:"vnet->onprem", mode, streams,
-            seconds, gbps, mpps:(.mpps // null), loss_percent:(.loss_percent // null)}' "$f")"
+        local offered=null raw="$out/raw/kernel-$mode-$streams/client.json"
+        if [[ "$mode" == udp64 && -s "$raw" ]]; then
+            offered="$(jq -r '(.end.sum_sent // .end.sum) | (.packets / .seconds / 1e6 * 1000 | round) / 1000' \
+                "$raw")" || offered=null
+        fi
+        add_row "$(jq -c --argjson om "$offered" '{path:"kernel", direction:"vnet->onprem", mode,
+            streams, seconds, gbps, mpps:(.mpps // null), offered_mpps:$om,
+            loss_percent:(.loss_percent // null)}' "$f")"
     else
         log "warning: kernel baseline $mode/$streams failed"
         failures=$((failures + 1))
@@ -278,11 +284,65 @@ stats_json() {
     timeout 5 "$bin/causeway" --socket "$sock" stats -o json
 }
 
+# udp_snmp NS : the Udp counters of /proc/net/snmp in namespace NS, as a JSON object.
+udp_snmp() {
+    ip netns exec "$1" cat /proc/net/snmp | awk '
+        $1 == "Udp:" && !seen { for (i = 2; i <= NF; i++) k[i] = $i; seen = 1; next }
+        $1 == "Udp:" { printf "{"; for (i = 2; i <= NF; i++) printf "%s\"%s\":%s", (i > 2 ? "," : ""), k[i], $i; print "}" }'
+}
+
+# snapshot : what the kernel saw around the daemon, as one JSON object: CPU ticks of each daemon
+# thread (user, system), the two TUNs' link counters, the UDP counters of both namespaces.
+snapshot() {
+    local t comm s
+    {
+        for t in /proc/"$daemon_pid"/task/*; do
+            comm="$(cat "$t/comm" 2>/dev/null)" || continue
+            s="$(cat "$t/stat" 2>/dev/null)" || continue
+            s="${s##*) }"
+            # shellcheck disable=SC2086 # splitting into words is intended
+            set -- $s
+            printf '%s\t%s\t%s\n' "$comm" "${12}" "${13}"
+        done
+    } | jq -R -s -c \
+        --argjson vt "$(ip -n "$ns_vnet" -s -j link show dev cw-vnet0 | jq -c '.[0].stats64')" \
+        --argjson ot "$(ip -n "$ns_onprem" -s -j link show dev cw-er0 | jq -c '.[0].stats64')" \
+        --argjson vu "$(udp_snmp "$ns_vnet")" --argjson ou "$(udp_snmp "$ns_onprem")" '
+        { threads: (split("\n") | map(select(length > 0) | split("\t")
+              | {name: .[0], user: (.[1] | tonumber), system: (.[2] | tonumber)})),
+          vnet_tun: $vt, onprem_tun: $ot, vnet_udp: $vu, onprem_udp: $ou }'
+}
+
+# snapshot_delta BEFORE AFTER : CPU seconds per thread name and in all (user, system), the TUN
+# drop counters and the UDP receive-buffer errors over a test, as one JSON object.
+snapshot_delta() {
+    jq -cn --argjson a "$1" --argjson b "$2" --argjson hz "$clk_tck" '
+        def r2: (. * 100 | round) / 100;
+        def bythread(s): s.threads | group_by(.name)
+            | map({key: .[0].name, value: {user: (map(.user) | add), system: (map(.system) | add)}})
+            | from_entries;
+        (bythread($a)) as $ta | (bythread($b)) as $tb
+        | {
+            daemon_threads_cpu_seconds: ($tb | with_entries(.value = (((.value.user + .value.system)
+                - (($ta[.key].user // 0) + ($ta[.key].system // 0))) / $hz | r2))),
+            daemon_user_seconds: ((([$tb[].user] | add) - ([$ta[].user] | add)) / $hz | r2),
+            daemon_system_seconds: ((([$tb[].system] | add) - ([$ta[].system] | add)) / $hz | r2),
+            kernel_drops: {
+                vnet_tun_tx_dropped: ($b.vnet_tun.tx.dropped - $a.vnet_tun.tx.dropped),
+                onprem_tun_tx_dropped: ($b.onprem_tun.tx.dropped - $a.onprem_tun.tx.dropped),
+                vnet_tun_rx_dropped: ($b.vnet_tun.rx.dropped - $a.vnet_tun.rx.dropped),
+                onprem_tun_rx_dropped: ($b.onprem_tun.rx.dropped - $a.onprem_tun.rx.dropped),
+                onprem_udp_rcvbuf_errors: ($b.onprem_udp.RcvbufErrors - $a.onprem_udp.RcvbufErrors),
+                vnet_udp_rcvbuf_errors: ($b.vnet_udp.RcvbufErrors - $a.vnet_udp.RcvbufErrors)
+            }
+          }'
+}
+
 # causeway_run NAME MODE STREAMS REVERSE : one iperf3 test through the gateway.
 causeway_run() {
     local name="$1" mode="$2" streams="$3" reverse="$4"
     local d="$out/raw/causeway-$name" srv cli args=() dir rc=0
-    local t0 t1 c0 c1 s0 s1 result bytes
+    local t0 t1 c0 c1 s0 s1 k0 k1 extra result bytes
     mkdir -p -- "$d"
     srv="$d/server.json"
     cli="$d/client.json"
@@ -310,13 +370,20 @@ causeway_run() {
     fi
 
     s0="$(stats_json)" || s0=""
+    k0="$(snapshot)" || k0=""
     c0="$(daemon_ticks)" || c0=""
     t0="$(date +%s.%N)"
     run_bg ip netns exec "$ns_vnet" timeout $((time_s + 30)) iperf3 "${args[@]}" \
         >"$cli" 2>"$d/client.err" 8>&- || rc=$?
     t1="$(date +%s.%N)"
     c1="$(daemon_ticks)" || c1=""
+    k1="$(snapshot)" || k1=""
     s1="$(stats_json)" || s1=""
+    extra='{}'
+    if [[ -n "$k0" && -n "$k1" ]]; then
+        extra="$(snapshot_delta "$k0" "$k1")" || extra='{}'
+        printf '%s\n%s\n' "$k0" "$k1" >"$d/kernel-counters.jsonl"
+    fi
     wait "$srv_pid" 2>/dev/null || true
     [[ -n "$s0" ]] && printf '%s\n' "$s0" >"$d/stats-before.json"
     [[ -n "$s1" ]] && printf '%s\n' "$s1" >"$d/stats-after.json"
@@ -326,13 +393,15 @@ causeway_run() {
     if ((!reverse)) && jq -e '.end.sum_received' "$srv" >/dev/null 2>&1; then
         result="$srv"
     fi
-    local gbps="" mpps="null" loss="null"
+    local gbps="" mpps="null" loss="null" offered="null"
     if ((rc == 0)) && gbps="$(iperf3_gbps "$result" 2>"$d/parse.err")"; then
         if [[ "$mode" == udp64 ]]; then
             local pps
             pps="$(iperf3_udp_rx_pps "$result")" || pps=0
             mpps="$(awk -v p="$pps" 'BEGIN { printf "%.3f", p / 1e6 }')"
             loss="$(iperf3_udp_loss "$result")" || loss=null
+            offered="$(jq -r '(.end.sum_sent // .end.sum) | (.packets / .seconds / 1e6 * 1000 | round) / 1000' \
+                "$cli")" || offered=null
         fi
     else
         log "warning: iperf3 $name failed (exit $rc): $(jq -r '.error // empty' "$cli" 2>/dev/null) $(head -c 300 "$d/client.err")"
@@ -363,10 +432,10 @@ causeway_run() {
     add_row "$(jq -cn --arg d "$dir" --arg m "$mode" --argjson s "$streams" --argjson t "$time_s" \
         --argjson g "$gbps" --argjson mp "$mpps" --argjson l "$loss" --argjson b "$bytes" \
         --argjson c "$cpu_s" --argjson w "$wall" --argjson wp "$wire" --argjson sp "$supers" \
-        --argjson dr "$drops" \
+        --argjson dr "$drops" --argjson x "$extra" --argjson om "$offered" \
         '{path:"causeway", direction:$d, mode:$m, streams:$s, seconds:$t, gbps:$g, mpps:$mp,
-          loss_percent:$l, received_bytes:$b, wall_seconds:$w, daemon_cpu_seconds:$c,
-          gateway_wire_packets:$wp, gateway_super_packets:$sp, gateway_drops:$dr}')"
+          offered_mpps:$om, loss_percent:$l, received_bytes:$b, wall_seconds:$w, daemon_cpu_seconds:$c,
+          gateway_wire_packets:$wp, gateway_super_packets:$sp, gateway_drops:$dr} + $x')"
 }
 
 causeway_run tcp1-egress tcp 1 0

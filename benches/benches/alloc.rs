@@ -124,7 +124,7 @@ fn main() -> ExitCode {
     let bytes = BYTES.load(Ordering::SeqCst) - bytes_before;
 
     println!(
-        "alloc: {PACKETS} packets through ErEgress/ErIngress::process after {WARM_UP} of warm-up: \
+        "alloc: {PACKETS} packets through Egress/Ingress::process after {WARM_UP} of warm-up: \
          {} forwarded, {} ICMP replies, {} other verdicts",
         tally.forwarded, tally.replies, tally.other
     );

@@ -2,7 +2,7 @@
 //!
 //! Run: `cargo bench -p causeway-benches --bench pipeline` (add a filter such as `er_egress`).
 //!
-//! - `er_egress/<packet>`, `er_ingress/<packet>`: one `ErEgress::process` / `ErIngress::process`
+//! - `er_egress/<packet>`, `er_ingress/<packet>`: one `Egress::process` / `Ingress::process`
 //!   call per iteration for IPv4 UDP packets of 64, 512 and 1400 bytes (IP total length) and a
 //!   64 KB TCP super-packet (virtio `GSO_TCPV4`, 45 × 1448 bytes). Throughput is in IP bytes, so
 //!   criterion's time is ns per packet (per super-packet for `tcp_super64k`) and its rate is

@@ -2,7 +2,7 @@
 //! (`configs/lab-er.toml`: VNet `10.1.0.0/16`, one circuit to `10.2.0.0/16`) and IPv4 packet
 //! templates as a TUN opened with `IFF_VNET_HDR` hands them over.
 //!
-//! `ErEgress::process` and `ErIngress::process` decrement the TTL in place (and patch the IPv4
+//! `Egress::process` and `Ingress::process` decrement the TTL in place (and patch the IPv4
 //! header checksum). A benchmark that feeds the same buffer again and again must therefore put the
 //! TTL and checksum back between iterations, or the packet expires after 63 rounds. [`Packet`]
 //! keeps the template's bytes 8..12 (TTL, protocol, header checksum) and [`Packet::reset`]
@@ -14,11 +14,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use causeway_engine::pipeline::{
-    build_er, Circuit, ErEgress, ErGatewaySpec, ErIngress, PathCounters, Verdict, Vnet,
+    build, Connection, Egress, GatewaySpec, Ingress, PathCounters, PipelineSpec, Verdict, Vnet,
     REPLY_BUF_LEN,
 };
 use causeway_engine::prefix::Prefix;
-use causeway_engine::route::{Route, RouteTable};
 use causeway_engine::shaper::BurstPolicy;
 use causeway_wire::ip::{self, PROTO_TCP, PROTO_UDP};
 use causeway_wire::virtio::{self, VirtioHdr};
@@ -39,8 +38,8 @@ pub const TCP_SEGMENTS: usize = 45;
 
 /// Both halves of an ExpressRoute gateway, with a reply buffer.
 pub struct Lab {
-    pub eg: ErEgress,
-    pub ing: ErIngress,
+    pub eg: Egress,
+    pub ing: Ingress,
     pub reply: Vec<u8>,
     pub gateway: Arc<PathCounters>,
 }
@@ -64,28 +63,28 @@ pub fn lab_with(bits_per_sec: u64, packets_per_sec: Option<u64>) -> Lab {
         ),
         mtu: 1500,
     });
-    let circuits = vec![Circuit {
+    let circuit = Connection {
         name: "circuit-1".into(),
+        gateway: 0,
+        tunnel: None,
         prefixes: vec![prefix("10.2.0.0/16"), prefix("fd00:2::/48")],
+        routing_weight: 0,
         mtu: 1500,
         up: Arc::new(AtomicBool::new(true)),
         counters: Arc::new(PathCounters::default()),
-    }];
-    let routes = RouteTable::new(circuits[0].prefixes.iter().map(|p| Route {
-        prefix: *p,
-        connection: 0,
-        weight: 0,
-    }));
+    };
     let gateway = Arc::new(PathCounters::default());
-    let (eg, ing) = build_er(
-        ErGatewaySpec {
+    let (eg, ing) = build(
+        &PipelineSpec {
             vnet,
-            circuits,
-            routes,
-            bits_per_sec,
-            packets_per_sec,
+            gateways: vec![GatewaySpec {
+                name: "er-gw".into(),
+                bits_per_sec,
+                packets_per_sec,
+                counters: gateway.clone(),
+            }],
+            connections: vec![circuit],
             burst: BurstPolicy::default(),
-            gateway_counters: gateway.clone(),
             vnet_counters: Arc::new(PathCounters::default()),
         },
         0,

@@ -104,7 +104,37 @@ pub struct ConnectionStatus {
     pub routed: bool,
     pub prefixes: Vec<String>,
     pub routing_weight: u16,
+    /// The circuit's TUN (ExpressRoute connections).
     pub interface: Option<InterfaceStatus>,
+    /// The tunnel's endpoints and SAs (IPsec connections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelStatus>,
+}
+
+/// An IPsec tunnel: endpoints and ESP SAs (SPIs and algorithms, never keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelStatus {
+    pub local: String,
+    pub peer: String,
+    /// Tunnel MTU (inner packets).
+    pub mtu: u32,
+    pub mss_clamp: Option<u16>,
+    /// How the SAs were keyed: `manual` (IKEv2 comes later).
+    pub keying: String,
+    pub esp: EspStats,
+}
+
+/// ESP SA state of a tunnel.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EspStats {
+    pub cipher: String,
+    pub esn: bool,
+    pub out_spi: u32,
+    pub in_spi: u32,
+    /// Last sequence number sent (0: none yet).
+    pub out_seq: u64,
+    /// Highest sequence number received and authenticated (the replay window's top).
+    pub in_seq: u64,
 }
 
 /// `causeway stats`.
@@ -138,6 +168,9 @@ pub struct ConnectionStats {
     pub name: String,
     pub egress: DirStats,
     pub ingress: DirStats,
+    /// ESP sequence numbers and SPIs (IPsec connections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub esp: Option<EspStats>,
 }
 
 /// Counters of one direction.

@@ -30,19 +30,45 @@
 //!
 //! [[gateway]]
 //! name = "er-gw"
-//! type = "ExpressRoute"                      # or "Vpn"
+//! type = "ExpressRoute"
 //! sku = "Standard"                           # ErGwScale also takes scale_units = 1..40
+//!
+//! [[gateway]]
+//! name = "vpn-gw"
+//! type = "Vpn"
+//! sku = "VpnGw1"                             # Basic, Standard, HighPerformance, VpnGw1..5[AZ]
 //!
 //! [[connection]]
 //! name = "circuit-1"
 //! gateway = "er-gw"
-//! type = "ExpressRoute"                      # ("IPsec" is known but not implemented yet)
+//! type = "ExpressRoute"
 //! prefixes = ["10.2.0.0/16", "fd00:2::/48"]
 //! routing_weight = 0                         # optional, 0..=32000, default 0
 //! [connection.interface]                     # the circuit TUN: same keys as [vnet.interface]
 //! name = "cw-er0"
 //! netns = "lab-onprem"
 //! addresses = ["10.2.0.10/16", "fd00:2::10/64"]
+//!
+//! [[connection]]
+//! name = "s2s-1"
+//! gateway = "vpn-gw"
+//! type = "IPsec"
+//! local_address = "192.0.2.1"                # this gateway's underlay address (the UDP socket
+//!                                            # is bound in the daemon's own netns)
+//! peer_address = "192.0.2.2"                 # the on-premises VPN device
+//! prefixes = ["10.3.0.0/16"]                 # the remote traffic selectors
+//! local_port = 4500                          # optional, 1..=65535, default 4500
+//! peer_port = 4500                           # optional, 1..=65535, default 4500
+//! mtu = 1400                                 # optional tunnel MTU, 576..=9000, default 1400
+//! mss_clamp = 1350                           # optional, 536..=mtu-40 or 0 (off), default mtu-50
+//! [connection.manual_sa]                     # required until IKEv2 is implemented
+//! esp = "aes256gcm16"                        # or aes128gcm16, chacha20poly1305
+//! out_spi = 0x00001001                       # 256..=0xffffffff
+//! out_key = "HEX"                            # key + 4-byte salt (36 bytes for aes256gcm16)
+//! in_spi = 0x00002002                        # unique among all IPsec connections
+//! in_key = "HEX"
+//! esn = false                                # optional, default false
+//! replay_window = 1024                       # optional, multiple of 64 in 1024..=1048576
 //! ```
 //!
 //! The rules, besides TOML syntax, unknown keys, value types and required keys:
@@ -53,14 +79,28 @@
 //!   and inside an IPv6 address-space prefix.
 //! - gateways: unique non-empty names; at most one gateway per type; a known type and SKU;
 //!   `scale_units` (1..=40) with `ErGwScale` and only there; a `Basic` SKU (which cannot coexist)
-//!   never alongside a gateway of the other type; and, in this version, no `Vpn` gateway.
+//!   never alongside a gateway of the other type; no more connections of the gateway's type on
+//!   it than its SKU's `max_connections` (circuits, or site-to-site tunnels).
 //! - connections: unique non-empty names; `gateway` names a gateway of the type the connection
-//!   needs (`ExpressRoute` -> ExpressRoute, `IPsec` -> Vpn, and IPsec is not implemented yet);
-//!   no more ExpressRoute connections on a gateway than its SKU's `max_connections`;
-//!   `routing_weight` 0..=32000; at least one prefix; a connection's prefixes overlap neither
-//!   each other nor the VNet address space (default routes `0.0.0.0/0` and `::/0` are exempt from
-//!   both overlap rules: they are the catch-all that longest-prefix match resolves); the same
-//!   prefix on two ExpressRoute connections needs different routing weights.
+//!   needs (`ExpressRoute` -> ExpressRoute, `IPsec` -> Vpn); each type takes its own keys (an
+//!   ExpressRoute key on an IPsec connection, or the reverse, is an unknown key); at least one
+//!   prefix; a connection's prefixes overlap neither each other nor the VNet address space
+//!   (default routes `0.0.0.0/0` and `::/0` are exempt from both overlap rules: they are the
+//!   catch-all that longest-prefix match resolves); the same prefix on two ExpressRoute
+//!   connections needs different routing weights, on two IPsec connections it is an error (no
+//!   weights for tunnels), and on an ExpressRoute and an IPsec connection it is fine (the
+//!   circuit wins, the tunnel is the backup).
+//! - ExpressRoute connections: `routing_weight` 0..=32000; an `interface`.
+//! - IPsec connections: `local_address` and `peer_address` unicast IPs (not unspecified,
+//!   multicast or broadcast) of one family and different; ports 1..=65535; (local_address,
+//!   local_port, peer_address, peer_port) used by one connection only; `mtu` 576..=9000, at least
+//!   1280 when the VNet has IPv6; `mss_clamp` 0 or 536..=mtu-40; `[connection.manual_sa]`
+//!   present, with a known `esp` cipher ([`Cipher`]), SPIs in 256..=0xffffffff, each `in_spi`
+//!   used once in the file (inbound ESP is demultiplexed by SPI), keys that are hex of the
+//!   cipher's key-material length, and `replay_window` a multiple of 64 in 1024..=1048576.
+//! - keys are never echoed: not in errors, not in `Debug` output ([`SecretKey`] prints
+//!   `<redacted>`), and the file text and parsed tree are zeroized after reading (best effort:
+//!   the TOML parser's own temporaries are out of reach).
 //! - interfaces (the VNet's and each connection's): a Linux interface name (1..=15 bytes of
 //!   `[A-Za-z0-9_.-]`, not `.`/`..`, no leading `-`); each (netns, name) pair used once; a netns
 //!   name that is a plain file name under `/run/netns`; `mtu` 576..=65535, and >= 1280 when the
@@ -70,12 +110,15 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 
 use causeway_engine::prefix::{Family, InterfaceAddress, Prefix};
 use causeway_engine::sku::{GatewayType, Sku};
+use causeway_esp::cipher::MAX_KEY_MATERIAL_LEN;
+use causeway_esp::{Cipher, KeyError, KeyMaterial, ReplayWindow};
+use zeroize::Zeroize;
 
 // ---------------------------------------------------------------------------------------------
 // The typed result
@@ -191,7 +234,8 @@ pub struct ConnectionConfig {
     /// The on-premises prefixes reachable through the connection.
     pub prefixes: Vec<Prefix>,
     /// The route preference among ExpressRoute connections offering the same prefix: the
-    /// highest wins. 0..=32000, default 0.
+    /// highest wins. 0..=32000, default 0. Always 0 for IPsec connections (tunnels have no
+    /// weight: the key is not accepted there).
     pub routing_weight: u16,
     /// What kind of connection it is, with the settings of that kind.
     pub kind: ConnectionKind,
@@ -205,7 +249,154 @@ pub enum ConnectionKind {
         /// The circuit-side TUN.
         interface: InterfaceConfig,
     },
+    /// A site-to-site IPsec tunnel of the Vpn gateway: ESP in UDP (RFC 3948) to an on-premises
+    /// VPN device.
+    IPsec(IpsecConfig),
 }
+
+/// A site-to-site IPsec connection (`type = "IPsec"`): the tunnel's endpoints and its SAs.
+///
+/// The UDP socket is bound to (`local_address`, `local_port`) in the daemon's own network
+/// namespace (the underlay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpsecConfig {
+    /// This gateway's underlay address; the same family as `peer_address`, neither unspecified
+    /// nor multicast.
+    pub local_address: IpAddr,
+    /// The on-premises VPN device; not `local_address`.
+    pub peer_address: IpAddr,
+    /// The local UDP port (NAT traversal encapsulation). Default [`DEFAULT_IPSEC_PORT`].
+    pub local_port: u16,
+    /// The peer's UDP port. Default [`DEFAULT_IPSEC_PORT`].
+    pub peer_port: u16,
+    /// The tunnel MTU: inner packets larger than this are too big for the tunnel.
+    /// 576..=9000, at least 1280 when the VNet has IPv6. Default [`DEFAULT_TUNNEL_MTU`].
+    pub mtu: u32,
+    /// The TCP MSS that SYNs are clamped to in both directions; None: no clamping (`0` in the
+    /// file). 536..=`mtu` - 40; default `mtu` - 50 (1350 with the default MTU), at least 536.
+    pub mss_clamp: Option<u16>,
+    /// The security associations, keyed by hand (`[connection.manual_sa]`).
+    pub manual_sa: ManualSa,
+}
+
+/// A pair of manually keyed ESP SAs (`[connection.manual_sa]`), one per direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManualSa {
+    /// The AEAD transform of both SAs (`esp`).
+    pub cipher: Cipher,
+    /// The SPI of outbound packets (the peer's inbound SA): 256..=0xffffffff.
+    pub out_spi: u32,
+    /// The outbound keying material (key then 4-byte salt), of `cipher.key_material_len()` bytes.
+    pub out_key: SecretKey,
+    /// The SPI of inbound packets: 256..=0xffffffff, unique among the IPsec connections of the
+    /// file (inbound ESP is demultiplexed by SPI).
+    pub in_spi: u32,
+    /// The inbound keying material, of `cipher.key_material_len()` bytes.
+    pub in_key: SecretKey,
+    /// 64-bit extended sequence numbers (RFC 4303). Default false.
+    pub esn: bool,
+    /// The anti-replay window of the inbound SA, in packets: a multiple of 64 in
+    /// 1024..=1048576. Default [`ReplayWindow::DEFAULT_SIZE`] (1024).
+    pub replay_window: u32,
+}
+
+/// ESP keying material from the configuration (a cipher key followed by its 4-byte salt).
+///
+/// The bytes are zeroized on drop (each clone holds its own copy and zeroizes it), never
+/// printed (`Debug` and `Display` show `<redacted>`) and compared in constant time.
+#[derive(Clone)]
+pub struct SecretKey {
+    bytes: [u8; MAX_KEY_MATERIAL_LEN],
+    len: usize,
+}
+
+impl SecretKey {
+    /// Parses hex keying material for `cipher` with the rules of [`KeyMaterial::from_hex`]
+    /// (`0x` prefix optional; ASCII whitespace and colons ignored; exactly
+    /// `cipher.key_material_len()` bytes). The error never contains the key.
+    pub fn from_hex(cipher: Cipher, text: &str) -> Result<SecretKey, KeyError> {
+        // Validation, and its error messages, are the ESP crate's.
+        drop(KeyMaterial::from_hex(cipher, text)?);
+        let mut key = SecretKey {
+            bytes: [0; MAX_KEY_MATERIAL_LEN],
+            len: 0,
+        };
+        let trimmed = text.trim_start();
+        let body = match trimmed.get(..2) {
+            Some("0x") | Some("0X") => &trimmed[2..],
+            _ => trimmed,
+        };
+        let mut digits = 0usize;
+        for c in body.chars() {
+            // Every other character is a hex digit: `from_hex` accepted the text.
+            let Some(v) = c.to_digit(16) else { continue };
+            if let Some(b) = key.bytes.get_mut(digits / 2) {
+                // `v` < 16, so the cast is lossless.
+                *b |= (v as u8) << if digits & 1 == 0 { 4 } else { 0 };
+            }
+            digits += 1;
+        }
+        key.len = (digits / 2).min(MAX_KEY_MATERIAL_LEN);
+        Ok(key)
+    }
+
+    /// The keying material for an SA of `cipher`.
+    ///
+    /// # Panics
+    ///
+    /// If the key's length is not `cipher.key_material_len()`. A key of a validated
+    /// [`ManualSa`] always fits that SA's `cipher`.
+    pub fn key_material(&self, cipher: Cipher) -> KeyMaterial {
+        match KeyMaterial::new(cipher, &self.bytes[..self.len]) {
+            Ok(km) => km,
+            Err(e) => panic!("SecretKey::key_material: {e}"),
+        }
+    }
+}
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+    }
+}
+
+impl PartialEq for SecretKey {
+    /// Constant time in the key bytes.
+    fn eq(&self, other: &SecretKey) -> bool {
+        let diff = self
+            .bytes
+            .iter()
+            .zip(&other.bytes)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        self.len == other.len && diff == 0
+    }
+}
+
+impl Eq for SecretKey {}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The default UDP port of both ends of an IPsec connection (NAT traversal, RFC 3948).
+pub const DEFAULT_IPSEC_PORT: u16 = 4500;
+
+/// The default tunnel MTU of an IPsec connection (DOMAIN.md).
+pub const DEFAULT_TUNNEL_MTU: u32 = 1400;
+
+/// The range of an IPsec connection's `mtu`.
+pub const TUNNEL_MTU_RANGE: RangeInclusive<u32> = 576..=9000;
+
+/// The smallest `mss_clamp` (the IPv4 default MSS, RFC 879).
+pub const MIN_MSS_CLAMP: u16 = 536;
 
 /// Largest `routing_weight`.
 pub const MAX_ROUTING_WEIGHT: u16 = 32_000;
@@ -268,9 +459,11 @@ impl std::error::Error for ConfigErrors {}
 // ---------------------------------------------------------------------------------------------
 
 /// Reads and validates the configuration file at `path`.
+///
+/// The file may hold ESP keys: its text is zeroized once it has been read.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, path),
+        Ok(text) => parse(&zeroize::Zeroizing::new(text), path),
         Err(e) => Err(ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
             line: None,
@@ -287,7 +480,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         text,
         errors: Vec::new(),
     };
-    let root: Node = match toml::from_str(text) {
+    let mut root: Node = match toml::from_str(text) {
         Ok(root) => root,
         Err(e) => {
             let line = e.span().map(|s| cx.line_of(s.start));
@@ -302,6 +495,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         }
     };
     let config = validate(&mut cx, &root);
+    // The tree holds the key strings; the typed result keeps its own (zeroizing) copies.
+    scrub(&mut root);
     match config {
         Some(config) if cx.errors.is_empty() => Ok(config),
         _ => {
@@ -366,6 +561,16 @@ impl Kind {
 impl Node {
     fn bare(kind: Kind) -> Node {
         Node { span: None, kind }
+    }
+}
+
+/// Zeroizes every string value of a tree (the keys of `[connection.manual_sa]` among them).
+fn scrub(node: &mut Node) {
+    match &mut node.kind {
+        Kind::String(s) => s.zeroize(),
+        Kind::Array(items) => items.iter_mut().for_each(scrub),
+        Kind::Table(entries) => entries.iter_mut().for_each(|(_, v)| scrub(v)),
+        Kind::Integer(_) | Kind::Float | Kind::Boolean(_) | Kind::Datetime => {}
     }
 }
 
@@ -784,13 +989,35 @@ const INTERFACE_KEYS: &[&str] = &[
 ];
 const CONTROL_KEYS: &[&str] = &["socket"];
 const GATEWAY_KEYS: &[&str] = &["name", "type", "sku", "scale_units"];
-const CONNECTION_KEYS: &[&str] = &[
+const ER_CONNECTION_KEYS: &[&str] = &[
     "name",
     "gateway",
     "type",
     "prefixes",
     "routing_weight",
     "interface",
+];
+const IPSEC_CONNECTION_KEYS: &[&str] = &[
+    "name",
+    "gateway",
+    "type",
+    "prefixes",
+    "local_address",
+    "peer_address",
+    "local_port",
+    "peer_port",
+    "mtu",
+    "mss_clamp",
+    "manual_sa",
+];
+const MANUAL_SA_KEYS: &[&str] = &[
+    "esp",
+    "out_spi",
+    "out_key",
+    "in_spi",
+    "in_key",
+    "esn",
+    "replay_window",
 ];
 
 /// Longest IPv4 gateway subnet.
@@ -802,28 +1029,6 @@ const MTU_RANGE: RangeInclusive<i64> = 576..=65535;
 const MIN_MTU_V6: u32 = 1280;
 /// Linux `IFNAMSIZ` less the terminating NUL.
 const MAX_IFNAME_LEN: usize = 15;
-
-// --- Not implemented in this version -------------------------------------------------------
-// Everything about Vpn gateways and IPsec connections is validated as the model says; these
-// two functions are the one place that then rejects them. Remove them (and their two call
-// sites) when the VPN data plane lands.
-
-/// Why a gateway of type `ty` cannot be used in this version, if it cannot.
-fn unimplemented_gateway_type(ty: GatewayType) -> Option<&'static str> {
-    match ty {
-        GatewayType::ExpressRoute => None,
-        GatewayType::Vpn => Some("Vpn gateways are not implemented in this version"),
-    }
-}
-
-/// Why a connection of type `ty` cannot be used in this version, if it cannot.
-fn unimplemented_connection_type(ty: ConnType) -> Option<&'static str> {
-    match ty {
-        ConnType::ExpressRoute => None,
-        ConnType::IPsec => Some("IPsec connections are not implemented in this version"),
-    }
-}
-// ---------------------------------------------------------------------------------------------
 
 /// Connection types known to the config model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -856,6 +1061,45 @@ impl ConnType {
             ConnType::ExpressRoute => GatewayType::ExpressRoute,
             ConnType::IPsec => GatewayType::Vpn,
         }
+    }
+
+    /// The keys a connection of this type takes.
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            ConnType::ExpressRoute => ER_CONNECTION_KEYS,
+            ConnType::IPsec => IPSEC_CONNECTION_KEYS,
+        }
+    }
+
+    /// The other connection type.
+    fn other(self) -> ConnType {
+        match self {
+            ConnType::ExpressRoute => ConnType::IPsec,
+            ConnType::IPsec => ConnType::ExpressRoute,
+        }
+    }
+}
+
+/// Reports the keys a connection of type `ct` does not take, saying so when a key belongs to
+/// the other type.
+fn check_connection_keys(cx: &mut Cx<'_>, t: &Table<'_>, ct: ConnType) {
+    let known = ct.keys();
+    for (key, value) in t.entries {
+        if known.contains(&key.as_str()) {
+            continue;
+        }
+        let other = ct.other();
+        let rule = if other.keys().contains(&key.as_str()) {
+            format!(
+                "unknown key for an {} connection: `{key}` is a key of {} connections (expected one of: {})",
+                ct.name(),
+                other.name(),
+                known.join(", ")
+            )
+        } else {
+            format!("unknown key (expected one of: {})", known.join(", "))
+        };
+        cx.error(Some(value), t.field(key), rule);
     }
 }
 
@@ -1253,13 +1497,16 @@ fn read_gateways<'n>(cx: &mut Cx<'_>, root: &Table<'n>) -> Vec<GatewayDraft<'n>>
                     Some(ty.node),
                     &type_field,
                     format!(
-                        "the VNet already has an {} gateway ({}): at most one gateway of each type",
-                        ty.value, other.label
+                        "the VNet already has {} {} gateway ({}): at most one gateway of each type",
+                        if ty.value == GatewayType::ExpressRoute {
+                            "an"
+                        } else {
+                            "a"
+                        },
+                        ty.value,
+                        other.label
                     ),
                 );
-            }
-            if let Some(why) = unimplemented_gateway_type(ty.value) {
-                cx.error(Some(ty.node), &type_field, why);
             }
         }
 
@@ -1354,6 +1601,7 @@ struct ConnectionDraft<'n> {
     prefixes_complete: bool,
     routing_weight: u16,
     interface: Option<InterfaceDraft<'n>>,
+    ipsec: Option<IpsecDraft<'n>>,
 }
 
 fn read_connections<'n>(
@@ -1393,20 +1641,24 @@ fn read_connections<'n>(
         let conn_type = t
             .required_str(cx, "type")
             .and_then(|(s, node)| match ConnType::parse(s) {
-                Ok(ct) => {
-                    if let Some(why) = unimplemented_connection_type(ct) {
-                        cx.error(Some(node), &type_field, why);
-                    }
-                    Some((ct, node))
-                }
+                Ok(ct) => Some((ct, node)),
                 Err(e) => {
                     cx.error(Some(node), &type_field, e);
                     None
                 }
             });
-        // The keys of an IPsec connection are not defined yet: only the common ones are read.
-        if conn_type.map(|(c, _)| c) != Some(ConnType::IPsec) {
-            t.check_keys(cx, CONNECTION_KEYS);
+        match conn_type {
+            Some((ct, _)) => check_connection_keys(cx, &t, ct),
+            // Unknown type: only keys of no type are reported.
+            None => {
+                let mut all = ER_CONNECTION_KEYS.to_vec();
+                all.extend(
+                    IPSEC_CONNECTION_KEYS
+                        .iter()
+                        .filter(|k| !ER_CONNECTION_KEYS.contains(k)),
+                );
+                t.check_keys(cx, &all);
+            }
         }
 
         let gateway_field = t.field("gateway");
@@ -1512,15 +1764,24 @@ fn read_connections<'n>(
             }
         }
 
-        let routing_weight = t
-            .optional_int_in(cx, "routing_weight", 0..=i64::from(MAX_ROUTING_WEIGHT))
-            .map_or(0, |(v, _)| v as u16);
+        let ct = conn_type.map(|(c, _)| c);
+        // IPsec connections take no routing_weight (reported as an unknown key above).
+        let routing_weight = if ct == Some(ConnType::IPsec) {
+            0
+        } else {
+            t.optional_int_in(cx, "routing_weight", 0..=i64::from(MAX_ROUTING_WEIGHT))
+                .map_or(0, |(v, _)| v as u16)
+        };
 
-        let interface = match conn_type.map(|(c, _)| c) {
+        let interface = match ct {
             Some(ConnType::ExpressRoute) => t.required(cx, "interface").and_then(|node| {
                 let it = t.table(cx, node, "interface")?;
                 Some(read_interface(cx, &it))
             }),
+            _ => None,
+        };
+        let ipsec = match ct {
+            Some(ConnType::IPsec) => Some(read_ipsec(cx, &t, vnet)),
             _ => None,
         };
 
@@ -1534,9 +1795,343 @@ fn read_connections<'n>(
             prefixes_complete,
             routing_weight,
             interface,
+            ipsec,
         });
     }
     out
+}
+
+/// An IPsec connection's own keys as read, with positions for the cross-checks.
+struct IpsecDraft<'n> {
+    local_address: Option<At<'n, IpAddr>>,
+    peer_address: Option<At<'n, IpAddr>>,
+    /// The two addresses are of one family and differ.
+    endpoints_ok: bool,
+    local_port: Option<u16>,
+    peer_port: Option<u16>,
+    mtu: Option<u32>,
+    /// Outer None: invalid; inner None: clamping disabled.
+    mss_clamp: Option<Option<u16>>,
+    manual_sa: Option<ManualSaDraft<'n>>,
+}
+
+impl IpsecDraft<'_> {
+    fn build(&self) -> Option<IpsecConfig> {
+        if !self.endpoints_ok {
+            return None;
+        }
+        let sa = self.manual_sa.as_ref()?;
+        Some(IpsecConfig {
+            local_address: self.local_address.as_ref()?.value,
+            peer_address: self.peer_address.as_ref()?.value,
+            local_port: self.local_port?,
+            peer_port: self.peer_port?,
+            mtu: self.mtu?,
+            mss_clamp: self.mss_clamp?,
+            manual_sa: ManualSa {
+                cipher: sa.cipher?,
+                out_spi: sa.out_spi?,
+                out_key: sa.out_key.clone()?,
+                in_spi: sa.in_spi.as_ref()?.value,
+                in_key: sa.in_key.clone()?,
+                esn: sa.esn?,
+                replay_window: sa.replay_window?,
+            },
+        })
+    }
+
+    /// The tunnel's (local, peer) UDP endpoints, when all four parts are valid.
+    fn endpoints(&self) -> Option<(SocketAddr, SocketAddr)> {
+        if !self.endpoints_ok {
+            return None;
+        }
+        Some((
+            SocketAddr::new(self.local_address.as_ref()?.value, self.local_port?),
+            SocketAddr::new(self.peer_address.as_ref()?.value, self.peer_port?),
+        ))
+    }
+}
+
+/// `[connection.manual_sa]` as read.
+struct ManualSaDraft<'n> {
+    cipher: Option<Cipher>,
+    out_spi: Option<u32>,
+    out_key: Option<SecretKey>,
+    in_spi: Option<At<'n, u32>>,
+    in_key: Option<SecretKey>,
+    esn: Option<bool>,
+    replay_window: Option<u32>,
+}
+
+/// The smallest SPI a manual SA may use (0..=255 are reserved, RFC 4303 section 2.1).
+const MIN_SPI: u32 = 256;
+
+/// `mss_clamp` when the file does not say: `mtu` - 50 (DOMAIN.md's 1350 for the default 1400),
+/// at least [`MIN_MSS_CLAMP`].
+fn default_mss_clamp(mtu: u32) -> u16 {
+    let mss = mtu.saturating_sub(50).max(u32::from(MIN_MSS_CLAMP));
+    u16::try_from(mss).unwrap_or(u16::MAX)
+}
+
+/// An optional value read by `read`, or `default` when the key is absent; None when the key is
+/// there but invalid (reported).
+fn or_default<T>(
+    t: &Table<'_>,
+    key: &str,
+    default: T,
+    read: impl FnOnce() -> Option<T>,
+) -> Option<T> {
+    match t.get(key) {
+        None => Some(default),
+        Some(_) => read(),
+    }
+}
+
+/// A tunnel endpoint address: a unicast IPv4 or IPv6 address.
+fn read_endpoint<'n>(cx: &mut Cx<'_>, t: &Table<'n>, key: &str) -> Option<At<'n, IpAddr>> {
+    let (text, node) = t.required_str(cx, key)?;
+    let field = t.field(key);
+    let Ok(addr) = text.trim().parse::<IpAddr>() else {
+        cx.error(
+            Some(node),
+            field,
+            format!("`{text}` is not an IPv4 or IPv6 address"),
+        );
+        return None;
+    };
+    let what = match addr {
+        _ if addr.is_unspecified() => Some("the unspecified address"),
+        _ if addr.is_multicast() => Some("a multicast address"),
+        IpAddr::V4(a) if a.is_broadcast() => Some("the broadcast address"),
+        _ => None,
+    };
+    if let Some(what) = what {
+        cx.error(
+            Some(node),
+            field,
+            format!("{addr} is {what}: a tunnel endpoint must be a unicast address"),
+        );
+        return None;
+    }
+    Some(At {
+        value: addr,
+        field,
+        node,
+    })
+}
+
+fn read_ipsec<'n>(cx: &mut Cx<'_>, t: &Table<'n>, vnet: Option<&VnetDraft<'n>>) -> IpsecDraft<'n> {
+    let local_address = read_endpoint(cx, t, "local_address");
+    let peer_address = read_endpoint(cx, t, "peer_address");
+    let mut endpoints_ok = true;
+    if let (Some(l), Some(p)) = (&local_address, &peer_address) {
+        if l.value.is_ipv4() != p.value.is_ipv4() {
+            let family = |a: IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+            cx.error(
+                Some(p.node),
+                &p.field,
+                format!(
+                    "{} is an {} address but local_address {} is {}: both ends of a tunnel must be of the same family",
+                    p.value,
+                    family(p.value),
+                    l.value,
+                    family(l.value)
+                ),
+            );
+            endpoints_ok = false;
+        } else if l.value == p.value {
+            cx.error(
+                Some(p.node),
+                &p.field,
+                format!(
+                    "{} is also the local_address: the peer must be another host",
+                    p.value
+                ),
+            );
+            endpoints_ok = false;
+        }
+    }
+
+    let port = |cx: &mut Cx<'_>, key: &str| {
+        or_default(t, key, DEFAULT_IPSEC_PORT, || {
+            t.optional_int_in(cx, key, 1..=i64::from(u16::MAX))
+                .map(|(v, _)| v as u16)
+        })
+    };
+    let local_port = port(cx, "local_port");
+    let peer_port = port(cx, "peer_port");
+
+    let vnet_v6 = vnet.and_then(|v| {
+        v.address_space
+            .iter()
+            .find(|p| p.value.family() == Family::V6)
+    });
+    let mtu_range = i64::from(*TUNNEL_MTU_RANGE.start())..=i64::from(*TUNNEL_MTU_RANGE.end());
+    let mtu = or_default(t, "mtu", DEFAULT_TUNNEL_MTU, || {
+        let (v, node) = t.optional_int_in(cx, "mtu", mtu_range)?;
+        let mtu = v as u32;
+        if let Some(v6) = vnet_v6.filter(|_| mtu < MIN_MTU_V6) {
+            cx.error(
+                Some(node),
+                t.field("mtu"),
+                format!(
+                    "must be at least {MIN_MTU_V6} (the IPv6 minimum) because the VNet has the IPv6 address space {}, got {mtu}",
+                    v6.value
+                ),
+            );
+            return None;
+        }
+        Some(mtu)
+    });
+
+    let mss_clamp = match t.get("mss_clamp") {
+        None => mtu.map(|m| Some(default_mss_clamp(m))),
+        Some(node) => {
+            let field = t.field("mss_clamp");
+            // With an invalid mtu (reported) the widest range applies.
+            let max = i64::from(mtu.unwrap_or(*TUNNEL_MTU_RANGE.end())) - 40;
+            match cx.integer(node, &field) {
+                None => None,
+                Some(0) => Some(None),
+                Some(v) if (i64::from(MIN_MSS_CLAMP)..=max).contains(&v) => Some(Some(v as u16)),
+                Some(v) => {
+                    cx.error(
+                        Some(node),
+                        field,
+                        format!(
+                            "must be {MIN_MSS_CLAMP}..={max} (mtu - 40), or 0 to disable clamping, got {v}"
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+    };
+
+    let manual_sa = match t.get("manual_sa") {
+        None => {
+            cx.error(
+                Some(t.node),
+                t.field("manual_sa"),
+                "IPsec connections need [connection.manual_sa] until IKEv2 is implemented",
+            );
+            None
+        }
+        Some(node) => t
+            .table(cx, node, "manual_sa")
+            .map(|st| read_manual_sa(cx, &st)),
+    };
+
+    IpsecDraft {
+        local_address,
+        peer_address,
+        endpoints_ok,
+        local_port,
+        peer_port,
+        mtu,
+        mss_clamp,
+        manual_sa,
+    }
+}
+
+/// An SPI: 256..=0xffffffff.
+fn read_spi<'n>(cx: &mut Cx<'_>, t: &Table<'n>, key: &str) -> Option<At<'n, u32>> {
+    let node = t.required(cx, key)?;
+    let field = t.field(key);
+    let v = cx.integer(node, &field)?;
+    match u32::try_from(v) {
+        Ok(spi) if spi >= MIN_SPI => Some(At {
+            value: spi,
+            field,
+            node,
+        }),
+        _ => {
+            cx.error(
+                Some(node),
+                field,
+                format!(
+                    "must be {MIN_SPI}..={} (0x100..=0xffffffff: SPIs 0..=255 are reserved by RFC 4303), got {v}",
+                    u32::MAX
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Keying material for `cipher` (None: the cipher is unknown, and only the hex is checked).
+/// Errors never contain the key.
+fn read_key(
+    cx: &mut Cx<'_>,
+    t: &Table<'_>,
+    key: &str,
+    cipher: Option<Cipher>,
+) -> Option<SecretKey> {
+    let (text, node) = t.required_str(cx, key)?;
+    let field = t.field(key);
+    match cipher {
+        Some(cipher) => match SecretKey::from_hex(cipher, text) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                cx.error(Some(node), field, e.to_string());
+                None
+            }
+        },
+        None => {
+            // Any cipher: only the hex errors, not the length, mean something here.
+            match KeyMaterial::from_hex(Cipher::Aes256Gcm16, text) {
+                Ok(_) | Err(KeyError::WrongLength { .. }) => {}
+                Err(e) => cx.error(Some(node), field, e.to_string()),
+            }
+            None
+        }
+    }
+}
+
+fn read_manual_sa<'n>(cx: &mut Cx<'_>, t: &Table<'n>) -> ManualSaDraft<'n> {
+    t.check_keys(cx, MANUAL_SA_KEYS);
+    let cipher = t
+        .required_str(cx, "esp")
+        .and_then(|(text, node)| match text.parse::<Cipher>() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                cx.error(Some(node), t.field("esp"), e.to_string());
+                None
+            }
+        });
+    let out_spi = read_spi(cx, t, "out_spi").map(|a| a.value);
+    let out_key = read_key(cx, t, "out_key", cipher);
+    let in_spi = read_spi(cx, t, "in_spi");
+    let in_key = read_key(cx, t, "in_key", cipher);
+    let esn = or_default(t, "esn", false, || t.optional_bool(cx, "esn"));
+    let replay_window = match t.get("replay_window") {
+        None => Some(ReplayWindow::DEFAULT_SIZE),
+        Some(node) => {
+            let field = t.field("replay_window");
+            let (min, max) = (ReplayWindow::MIN_SIZE, ReplayWindow::MAX_SIZE);
+            cx.integer(node, &field)
+                .and_then(|v| match u32::try_from(v) {
+                    Ok(w) if (min..=max).contains(&w) && w % 64 == 0 => Some(w),
+                    _ => {
+                        cx.error(
+                            Some(node),
+                            field,
+                            format!("must be a multiple of 64 in {min}..={max}, got {v}"),
+                        );
+                        None
+                    }
+                })
+        }
+    };
+    ManualSaDraft {
+        cipher,
+        out_spi,
+        out_key,
+        in_spi,
+        in_key,
+        esn,
+        replay_window,
+    }
 }
 
 /// The checks across sections, then the typed result when all went well.
@@ -1548,15 +2143,16 @@ fn validate(cx: &mut Cx<'_>, root_node: &Node) -> Option<Config> {
     let gateways = read_gateways(cx, &root);
     let connections = read_connections(cx, &root, &gateways, vnet.as_ref());
 
-    // ExpressRoute connections per gateway, against the SKU's limit.
+    // Connections per gateway (circuits, or site-to-site tunnels), against the SKU's limit.
     for (gi, g) in gateways.iter().enumerate() {
         let Some(sku) = &g.sku else { continue };
-        if sku.value.gateway_type() != GatewayType::ExpressRoute {
-            continue;
-        }
+        let (conn_type, what) = match sku.value.gateway_type() {
+            GatewayType::ExpressRoute => (ConnType::ExpressRoute, "ExpressRoute connections"),
+            GatewayType::Vpn => (ConnType::IPsec, "IPsec connections (site-to-site tunnels)"),
+        };
         let on_it: Vec<&str> = connections
             .iter()
-            .filter(|c| c.gateway_index == Some(gi) && c.conn_type == Some(ConnType::ExpressRoute))
+            .filter(|c| c.gateway_index == Some(gi) && c.conn_type == Some(conn_type))
             .map(|c| c.label.as_str())
             .collect();
         let max = sku.value.limits().max_connections as usize;
@@ -1565,7 +2161,7 @@ fn validate(cx: &mut Cx<'_>, root_node: &Node) -> Option<Config> {
                 Some(sku.node),
                 &sku.field,
                 format!(
-                    "the {} SKU allows at most {max} ExpressRoute connections, but {} use this gateway ({})",
+                    "the {} SKU allows at most {max} {what}, but {} use this gateway ({})",
                     sku.value,
                     on_it.len(),
                     on_it.join(", ")
@@ -1597,6 +2193,71 @@ fn validate(cx: &mut Cx<'_>, root_node: &Node) -> Option<Config> {
         }
         for key in here {
             seen.entry(key).or_insert(c.label.as_str());
+        }
+    }
+
+    // The same prefix on two IPsec connections: tunnels have no weight to choose by. (The same
+    // prefix on an ExpressRoute and an IPsec connection is fine: ExpressRoute wins, the tunnel
+    // is the backup.)
+    let mut seen: HashMap<Prefix, &str> = HashMap::new();
+    for c in &connections {
+        if c.conn_type != Some(ConnType::IPsec) {
+            continue;
+        }
+        for p in &c.prefixes {
+            if let Some(other) = seen.get(&p.value) {
+                cx.error(
+                    Some(p.node),
+                    &p.field,
+                    format!(
+                        "{} is also a prefix of {other}: two IPsec connections cannot offer the same prefix (tunnels have no routing_weight, so the route would be ambiguous)",
+                        p.value
+                    ),
+                );
+            }
+        }
+        for p in &c.prefixes {
+            seen.entry(p.value).or_insert(c.label.as_str());
+        }
+    }
+
+    // Each tunnel's (local_address, local_port, peer_address, peer_port) once; each in_spi once.
+    let tunnels: Vec<(&str, &IpsecDraft<'_>)> = connections
+        .iter()
+        .filter_map(|c| Some((c.label.as_str(), c.ipsec.as_ref()?)))
+        .collect();
+    for (i, (_, t)) in tunnels.iter().enumerate() {
+        if let (Some((local, peer)), Some(peer_at)) = (t.endpoints(), &t.peer_address) {
+            if let Some((other, _)) = tunnels[..i]
+                .iter()
+                .find(|(_, o)| o.endpoints() == Some((local, peer)))
+            {
+                cx.error(
+                    Some(peer_at.node),
+                    &peer_at.field,
+                    format!(
+                        "{other} already uses local {local} and peer {peer}: each tunnel needs its own (local_address, local_port, peer_address, peer_port)"
+                    ),
+                );
+            }
+        }
+        let Some(spi) = t.manual_sa.as_ref().and_then(|sa| sa.in_spi.as_ref()) else {
+            continue;
+        };
+        if let Some((other, _)) = tunnels[..i].iter().find(|(_, o)| {
+            o.manual_sa
+                .as_ref()
+                .and_then(|sa| sa.in_spi.as_ref())
+                .is_some_and(|o| o.value == spi.value)
+        }) {
+            cx.error(
+                Some(spi.node),
+                &spi.field,
+                format!(
+                    "{:#010x} is also the in_spi of {other}: inbound ESP is told apart by SPI alone, so every in_spi must be unique",
+                    spi.value
+                ),
+            );
         }
     }
 
@@ -1689,7 +2350,7 @@ fn validate(cx: &mut Cx<'_>, root_node: &Node) -> Option<Config> {
                 ConnType::ExpressRoute => ConnectionKind::ExpressRoute {
                     interface: c.interface.as_ref()?.build()?,
                 },
-                ConnType::IPsec => return None,
+                ConnType::IPsec => ConnectionKind::IPsec(c.ipsec.as_ref()?.build()?),
             };
             Some(ConnectionConfig {
                 name: c.name.clone()?,
@@ -1848,6 +2509,12 @@ netns = "lab-onprem"
             "no error at line {line} for `{field}`; got:\n{}",
             all.join("\n")
         );
+    }
+
+    /// Like [`expect_at`], returning every error.
+    fn expect_at_all(text: &str, line: usize, field: &str, rule: &str) -> Vec<String> {
+        expect_at(text, line, field, rule);
+        errors(text)
     }
 
     /// The 1-based line of the first occurrence of `needle`.
@@ -2018,9 +2685,75 @@ mtu = 576
         assert_eq!(c.connections[1].routing_weight, 0);
         assert_eq!(c.connections[1].gateway_index, 0);
         assert_eq!(c.connections[1].prefixes[1], p("0.0.0.0/0"));
-        let ConnectionKind::ExpressRoute { interface } = &c.connections[1].kind;
+        let ConnectionKind::ExpressRoute { interface } = &c.connections[1].kind else {
+            panic!("{:?}", c.connections[1].kind);
+        };
         assert_eq!(interface.txqueuelen, Some(1000));
         assert!(!interface.install_routes);
+    }
+
+    #[test]
+    fn the_coexistence_fixture_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config/coexist.toml");
+        let c = load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.gateways.iter().map(|g| g.sku).collect::<Vec<_>>(),
+            vec![
+                Sku::ErStandard,
+                Sku::VpnGw {
+                    generation: 1,
+                    az: false
+                }
+            ]
+        );
+        assert_eq!(c.connections.len(), 3);
+        // The circuit's prefix is the first tunnel's backup.
+        assert_eq!(c.connections[0].prefixes[0], c.connections[1].prefixes[0]);
+        let t1 = ipsec(&c, 1);
+        assert_eq!(c.connections[1].gateway_index, 1);
+        assert_eq!((t1.mtu, t1.mss_clamp), (1400, Some(1350)));
+        assert_eq!(t1.manual_sa.cipher, Cipher::Aes256Gcm16);
+        assert_eq!(
+            (t1.manual_sa.out_spi, t1.manual_sa.in_spi),
+            (0x1001, 0x2002)
+        );
+        assert_eq!((t1.manual_sa.esn, t1.manual_sa.replay_window), (true, 2048));
+        let t2 = ipsec(&c, 2);
+        assert_eq!(t2.local_address, "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!((t2.local_port, t2.peer_port), (4501, 4500));
+        assert_eq!((t2.mtu, t2.mss_clamp), (1400, None));
+        assert_eq!(t2.manual_sa.cipher, Cipher::ChaCha20Poly1305);
+        assert_eq!(
+            (t2.manual_sa.esn, t2.manual_sa.replay_window),
+            (false, 1024)
+        );
+        // Spaces and colons in the hex are ignored.
+        assert_eq!(
+            t2.manual_sa.out_key,
+            SecretKey::from_hex(
+                Cipher::ChaCha20Poly1305,
+                "a1a2a3a4b1b2b3b4c1c2c3c4d1d2d3d4e1e2e3e4f1f2f3f4a5a6a7a8b5b6b7b8c5c6c7c8"
+            )
+            .unwrap()
+        );
+    }
+
+    #[test]
+    fn the_examples_of_config_md_are_valid() {
+        let doc = include_str!("../../../docs/CONFIG.md");
+        let mut checked = 0;
+        let mut rest = doc;
+        while let Some(start) = rest.find("```toml\n") {
+            let body = &rest[start + 8..];
+            let end = body.find("```").expect("an unterminated ```toml block");
+            let block = &body[..end];
+            rest = &body[end + 3..];
+            if block.contains("[vnet]") {
+                ok(block);
+                checked += 1;
+            }
+        }
+        assert!(checked >= 2, "{checked} complete examples in CONFIG.md");
     }
 
     #[test]
@@ -2467,6 +3200,58 @@ type = "ExpressRoute"
 
     const VPN_GW: &str = "\n[[gateway]]\nname = \"vpn-gw\"\ntype = \"Vpn\"\nsku = \"VpnGw1\"\n";
 
+    /// A VNet and nothing else (IPv4 only).
+    const MINIMAL_VNET: &str = "[vnet]\nname = \"v\"\naddress_space = [\"10.1.0.0/16\"]\ngateway_subnet = \"10.1.255.0/27\"\n[vnet.interface]\nname = \"cw-vnet0\"\n";
+
+    /// Test keying material for aes256gcm16 (32-byte key + 4-byte salt).
+    const OUT_KEY: &str =
+        "5e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1fdeadbeef";
+    const IN_KEY: &str = "c0ffee00112233445566778899aabbccddeeff00112233445566778899aabbccfeedface";
+
+    /// An IPsec connection on `vpn-gw`, from 192.0.2.1 to `peer`, with the contract's SA.
+    fn tunnel(name: &str, prefixes: &str, peer: &str, in_spi: u32) -> String {
+        format!(
+            r#"
+[[connection]]
+name = "{name}"
+gateway = "vpn-gw"
+type = "IPsec"
+local_address = "192.0.2.1"
+peer_address = "{peer}"
+prefixes = [{prefixes}]
+[connection.manual_sa]
+esp = "aes256gcm16"
+out_spi = 0x00001001
+out_key = "{OUT_KEY}"
+in_spi = {in_spi:#010x}
+in_key = "{IN_KEY}"
+"#
+        )
+    }
+
+    /// VALID, the Vpn gateway and the contract's IPsec connection `s2s-1` (connection[1]).
+    fn vpn_valid() -> String {
+        VALID.to_owned() + VPN_GW + &tunnel("s2s-1", "\"10.3.0.0/16\"", "192.0.2.2", 0x2002)
+    }
+
+    /// `vpn_valid()` with `old` replaced by `new` in the IPsec connection (which must have it).
+    fn vpn_edit(old: &str, new: &str) -> String {
+        let text = vpn_valid();
+        let at = text.find("name = \"s2s-1\"").unwrap();
+        assert!(text[at..].contains(old), "s2s-1 has no {old:?}");
+        format!("{}{}", &text[..at], text[at..].replacen(old, new, 1))
+    }
+
+    /// The IPsec settings of connection `i`.
+    fn ipsec(c: &Config, i: usize) -> &IpsecConfig {
+        match &c.connections[i].kind {
+            ConnectionKind::IPsec(t) => t,
+            other => panic!("connection[{i}] is {other:?}"),
+        }
+    }
+
+    const S2S: &str = "connection[1] (s2s-1)";
+
     /// VALID with a gateway table inserted before the first connection.
     fn with_gateway(gw: &str) -> String {
         edit("\n[[connection]]", &format!("{gw}\n[[connection]]"))
@@ -2565,17 +3350,44 @@ type = "ExpressRoute"
     }
 
     #[test]
-    fn vpn_gateways_are_not_implemented() {
-        let text = VALID.to_owned() + VPN_GW;
-        let all = expect(
-            &text,
-            "gateway[1] (vpn-gw).type",
-            "Vpn gateways are not implemented in this version",
+    fn vpn_gateways_and_every_vpn_sku() {
+        let c = ok(&(VALID.to_owned() + VPN_GW));
+        assert_eq!(
+            c.gateways[1],
+            GatewayConfig {
+                name: "vpn-gw".into(),
+                gateway_type: GatewayType::Vpn,
+                sku: Sku::VpnGw {
+                    generation: 1,
+                    az: false
+                },
+            }
         );
-        assert_eq!(all.len(), 1, "{all:?}");
-        // The VPN SKU is still checked.
+        let mut names = vec![
+            ("Basic".to_owned(), Sku::VpnBasic),
+            ("Standard".to_owned(), Sku::VpnStandard),
+            ("HighPerformance".to_owned(), Sku::VpnHighPerformance),
+        ];
+        for generation in 1..=5 {
+            for az in [false, true] {
+                let name = format!("VpnGw{generation}{}", if az { "AZ" } else { "" });
+                names.push((name, Sku::VpnGw { generation, az }));
+            }
+        }
+        for (name, sku) in names {
+            // Alone (a Basic SKU cannot coexist with the ExpressRoute gateway).
+            let text = format!("{MINIMAL_VNET}{}", VPN_GW.replace("VpnGw1", &name));
+            assert_eq!(ok(&text).gateways[0].sku, sku, "{name}");
+        }
         let text = VALID.to_owned() + &VPN_GW.replace("VpnGw1", "VpnGw9");
         expect(&text, "gateway[1] (vpn-gw).sku", "unknown Vpn SKU `VpnGw9`");
+        // One Vpn gateway per VNet.
+        let text = VALID.to_owned() + VPN_GW + &VPN_GW.replace("vpn-gw", "vpn-gw2");
+        expect(
+            &text,
+            "gateway[2] (vpn-gw2).type",
+            "the VNet already has a Vpn gateway (gateway[1] (vpn-gw)): at most one gateway of each type",
+        );
     }
 
     // --- connections ----------------------------------------------------------------------------
@@ -2612,22 +3424,12 @@ type = "ExpressRoute"
             "connection[1] (circuit-2).type",
             "a connection of type ExpressRoute needs an ExpressRoute gateway, but `vpn-gw` (gateway[1] (vpn-gw)) is of type Vpn",
         );
-        // IPsec: a known type that needs a Vpn gateway, and is not implemented.
-        let ipsec = "\n[[connection]]\nname = \"site-1\"\ngateway = \"er-gw\"\ntype = \"IPsec\"\nprefixes = [\"10.5.0.0/16\"]\nshared_key = \"x\"\n";
-        let text = VALID.to_owned() + ipsec;
-        expect(
-            &text,
-            "connection[1] (site-1).type",
-            "IPsec connections are not implemented in this version",
-        );
-        expect(&text, "connection[1] (site-1).type", "a connection of type IPsec needs a Vpn gateway, but `er-gw` (gateway[0] (er-gw)) is of type ExpressRoute");
-        let text = VALID.to_owned() + VPN_GW + &ipsec.replace("\"er-gw\"", "\"vpn-gw\"");
-        let all = expect(
-            &text,
-            "connection[1] (site-1).type",
-            "IPsec connections are not implemented in this version",
-        );
-        assert_eq!(all.len(), 2, "{all:?}"); // and the Vpn gateway
+        // An IPsec connection on the ExpressRoute gateway: only the type mismatch is wrong.
+        let text = VALID.to_owned()
+            + &tunnel("site-1", "\"10.5.0.0/16\"", "192.0.2.2", 0x2002)
+                .replace("\"vpn-gw\"", "\"er-gw\"");
+        let all = expect(&text, "connection[1] (site-1).type", "a connection of type IPsec needs a Vpn gateway, but `er-gw` (gateway[0] (er-gw)) is of type ExpressRoute");
+        assert_eq!(all.len(), 1, "{all:?}");
         expect(
             &edit(
                 "type = \"ExpressRoute\"\nprefixes",
@@ -2864,6 +3666,632 @@ type = "ExpressRoute"
         );
     }
 
+    // --- IPsec connections -------------------------------------------------------------------
+
+    #[test]
+    fn the_ipsec_contract_example_parses_into_the_expected_values() {
+        assert_eq!(OUT_KEY.len(), 72);
+        assert_eq!(IN_KEY.len(), 72);
+        let c = ok(&vpn_valid());
+        let conn = &c.connections[1];
+        assert_eq!(
+            (
+                conn.name.as_str(),
+                conn.gateway.as_str(),
+                conn.gateway_index
+            ),
+            ("s2s-1", "vpn-gw", 1)
+        );
+        assert_eq!(
+            (conn.prefixes.clone(), conn.routing_weight),
+            (vec![p("10.3.0.0/16")], 0)
+        );
+        let cipher = Cipher::Aes256Gcm16;
+        let expected = IpsecConfig {
+            local_address: "192.0.2.1".parse().unwrap(),
+            peer_address: "192.0.2.2".parse().unwrap(),
+            local_port: 4500,
+            peer_port: 4500,
+            mtu: 1400,
+            mss_clamp: Some(1350),
+            manual_sa: ManualSa {
+                cipher,
+                out_spi: 0x1001,
+                out_key: SecretKey::from_hex(cipher, OUT_KEY).unwrap(),
+                in_spi: 0x2002,
+                in_key: SecretKey::from_hex(cipher, IN_KEY).unwrap(),
+                esn: false,
+                replay_window: 1024,
+            },
+        };
+        assert_eq!(ipsec(&c, 1), &expected);
+        assert_ne!(expected.manual_sa.out_key, expected.manual_sa.in_key);
+        assert_eq!(conn.kind, ConnectionKind::IPsec(expected));
+    }
+
+    #[test]
+    fn ipsec_optional_keys() {
+        let text = vpn_edit(
+            "prefixes",
+            "local_port = 1\npeer_port = 65535\nmtu = 9000\nmss_clamp = 8960\nprefixes",
+        )
+        .replace(
+            &format!("in_key = \"{IN_KEY}\""),
+            &format!("in_key = \"{IN_KEY}\"\nesn = true\nreplay_window = 1048576"),
+        );
+        let t = ipsec(&ok(&text), 1).clone();
+        assert_eq!(
+            (t.local_port, t.peer_port, t.mtu, t.mss_clamp),
+            (1, 65535, 9000, Some(8960))
+        );
+        assert_eq!(
+            (t.manual_sa.esn, t.manual_sa.replay_window),
+            (true, 1 << 20)
+        );
+        // mss_clamp = 0 disables clamping.
+        let t = ipsec(&ok(&vpn_edit("prefixes", "mss_clamp = 0\nprefixes")), 1).clone();
+        assert_eq!(t.mss_clamp, None);
+        // Without mss_clamp: mtu - 50, at least 536.
+        for (mtu, mss) in [(1500, 1450), (1280, 1230), (9000, 8950)] {
+            let c = ok(&vpn_edit("prefixes", &format!("mtu = {mtu}\nprefixes")));
+            assert_eq!(ipsec(&c, 1).mss_clamp, Some(mss), "mtu {mtu}");
+        }
+        // The smallest tunnel MTU needs an IPv4-only VNet.
+        let text = MINIMAL_VNET.to_owned()
+            + VPN_GW
+            + &tunnel("s2s-1", "\"10.3.0.0/16\"", "192.0.2.2", 0x2002)
+                .replace("prefixes", "mtu = 576\nprefixes");
+        let c = ok(&text);
+        assert_eq!((ipsec(&c, 0).mtu, ipsec(&c, 0).mss_clamp), (576, Some(536)));
+        // Every cipher, with its key length.
+        for (esp, cipher, hex) in [
+            ("aes128gcm16", Cipher::Aes128Gcm16, "ab".repeat(20)),
+            ("AES256GCM16", Cipher::Aes256Gcm16, "ab".repeat(36)),
+            (
+                "chacha20poly1305",
+                Cipher::ChaCha20Poly1305,
+                "ab".repeat(36),
+            ),
+        ] {
+            let text = vpn_edit("esp = \"aes256gcm16\"", &format!("esp = \"{esp}\""))
+                .replace(OUT_KEY, &hex)
+                .replace(IN_KEY, &format!("0X{hex}"));
+            let c = ok(&text);
+            let sa = &ipsec(&c, 1).manual_sa;
+            assert_eq!(sa.cipher, cipher);
+            assert_eq!(sa.out_key, sa.in_key);
+            assert_eq!(
+                sa.out_key.key_material(cipher).len(),
+                cipher.key_material_len()
+            );
+        }
+    }
+
+    #[test]
+    fn ipsec_endpoint_addresses() {
+        let local = format!("{S2S}.local_address");
+        let peer = format!("{S2S}.peer_address");
+        for key in ["local_address", "peer_address"] {
+            let line = if key == "local_address" {
+                "local_address = \"192.0.2.1\"\n"
+            } else {
+                "peer_address = \"192.0.2.2\"\n"
+            };
+            expect(
+                &vpn_edit(line, ""),
+                &format!("{S2S}.{key}"),
+                "required key is missing",
+            );
+        }
+        expect(
+            &vpn_edit("\"192.0.2.1\"", "\"192.0.2\""),
+            &local,
+            "`192.0.2` is not an IPv4 or IPv6 address",
+        );
+        expect(
+            &vpn_edit("\"192.0.2.2\"", "\"192.0.2.2/32\""),
+            &peer,
+            "`192.0.2.2/32` is not an IPv4 or IPv6 address",
+        );
+        expect(
+            &vpn_edit("\"192.0.2.2\"", "4"),
+            &peer,
+            "expected a string, found an integer",
+        );
+        for (addr, what) in [
+            ("0.0.0.0", "the unspecified address"),
+            ("::", "the unspecified address"),
+            ("224.0.0.5", "a multicast address"),
+            ("ff02::1", "a multicast address"),
+            ("255.255.255.255", "the broadcast address"),
+        ] {
+            expect(
+                &vpn_edit("\"192.0.2.1\"", &format!("\"{addr}\"")),
+                &local,
+                &format!("{addr} is {what}: a tunnel endpoint must be a unicast address"),
+            );
+            expect(
+                &vpn_edit("\"192.0.2.2\"", &format!("\"{addr}\"")),
+                &peer,
+                &format!("{addr} is {what}"),
+            );
+        }
+        let text = vpn_edit("\"192.0.2.2\"", "\"2001:db8::2\"");
+        expect_at(
+            &text,
+            line_of(&text, "peer_address = \"2001:db8::2\""),
+            &peer,
+            "2001:db8::2 is an IPv6 address but local_address 192.0.2.1 is IPv4: both ends of a tunnel must be of the same family",
+        );
+        expect(
+            &vpn_edit("\"192.0.2.2\"", "\"192.0.2.1\""),
+            &peer,
+            "192.0.2.1 is also the local_address: the peer must be another host",
+        );
+        // IPv6 underlay.
+        let c = ok(&vpn_edit("\"192.0.2.1\"", "\"2001:db8::1\"")
+            .replace("\"192.0.2.2\"", "\"2001:db8::2\""));
+        assert_eq!(
+            ipsec(&c, 1).peer_address,
+            "2001:db8::2".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn ipsec_ports_mtu_and_mss() {
+        for key in ["local_port", "peer_port"] {
+            for bad in ["0", "65536", "-1"] {
+                expect(
+                    &vpn_edit("prefixes", &format!("{key} = {bad}\nprefixes")),
+                    &format!("{S2S}.{key}"),
+                    &format!("must be 1..=65535, got {bad}"),
+                );
+            }
+        }
+        let mtu = format!("{S2S}.mtu");
+        for bad in ["575", "9001"] {
+            expect(
+                &vpn_edit("prefixes", &format!("mtu = {bad}\nprefixes")),
+                &mtu,
+                &format!("must be 576..=9000, got {bad}"),
+            );
+        }
+        // The VNet has IPv6: the IPv6 minimum MTU.
+        let text = vpn_edit("prefixes", "mtu = 1279\nmss_clamp = 1200\nprefixes");
+        let all = expect_at_all(
+            &text,
+            line_of(&text, "mtu = 1279"),
+            &mtu,
+            "must be at least 1280 (the IPv6 minimum) because the VNet has the IPv6 address space fd00:1::/48, got 1279",
+        );
+        assert_eq!(all.len(), 1, "{all:?}");
+        let mss = format!("{S2S}.mss_clamp");
+        for bad in ["535", "1361", "-1", "70000"] {
+            expect(
+                &vpn_edit("prefixes", &format!("mss_clamp = {bad}\nprefixes")),
+                &mss,
+                &format!("must be 536..=1360 (mtu - 40), or 0 to disable clamping, got {bad}"),
+            );
+        }
+        expect(
+            &vpn_edit("prefixes", "mtu = 1300\nmss_clamp = 1261\nprefixes"),
+            &mss,
+            "must be 536..=1260 (mtu - 40)",
+        );
+        ok(&vpn_edit(
+            "prefixes",
+            "mtu = 1300\nmss_clamp = 1260\nprefixes",
+        ));
+        expect(
+            &vpn_edit("prefixes", "mss_clamp = \"1350\"\nprefixes"),
+            &mss,
+            "expected an integer, found a string",
+        );
+    }
+
+    #[test]
+    fn manual_sa_is_required_and_its_keys_are_checked() {
+        let text = vpn_valid();
+        let at = text.find("[connection.manual_sa]").unwrap();
+        let without = text[..at].to_owned();
+        expect_at(
+            &without,
+            line_of(&without, "name = \"s2s-1\"") - 1,
+            &format!("{S2S}.manual_sa"),
+            "IPsec connections need [connection.manual_sa] until IKEv2 is implemented",
+        );
+        expect(
+            &(without.clone() + "manual_sa = \"psk\"\n"),
+            &format!("{S2S}.manual_sa"),
+            "expected a table, found a string",
+        );
+        let text = vpn_edit("esp =", "ike = \"aes256gcm16-prfsha256-ecp256\"\nesp =");
+        let all = expect(
+            &text,
+            &format!("{S2S}.manual_sa.ike"),
+            "unknown key (expected one of: esp, out_spi, out_key, in_spi, in_key, esn, replay_window)",
+        );
+        assert_eq!(all.len(), 1, "{all:?}");
+        for key in ["esp", "out_spi", "out_key", "in_spi", "in_key"] {
+            let text = vpn_valid();
+            let at = text.find("[connection.manual_sa]").unwrap();
+            let line_start = at + text[at..].find(&format!("\n{key} =")).unwrap() + 1;
+            let line_end = line_start + text[line_start..].find('\n').unwrap() + 1;
+            let text = format!("{}{}", &text[..line_start], &text[line_end..]);
+            expect_at(
+                &text,
+                line_of(&text, "[connection.manual_sa]"),
+                &format!("{S2S}.manual_sa.{key}"),
+                "required key is missing",
+            );
+        }
+        expect(
+            &vpn_edit(
+                &format!("in_key = \"{IN_KEY}\""),
+                &format!("in_key = \"{IN_KEY}\"\nesn = 1"),
+            ),
+            &format!("{S2S}.manual_sa.esn"),
+            "expected a boolean",
+        );
+    }
+
+    #[test]
+    fn manual_sa_cipher_and_spis() {
+        let text = vpn_edit("esp = \"aes256gcm16\"", "esp = \"aes256-sha256\"");
+        let all = expect_at_all(
+            &text,
+            line_of(&text, "esp = "),
+            &format!("{S2S}.manual_sa.esp"),
+            "unknown ESP cipher \"aes256-sha256\"; known ciphers are aes256gcm16, aes128gcm16, chacha20poly1305",
+        );
+        // Without a known cipher the key lengths cannot be checked (and are not reported).
+        assert_eq!(all.len(), 1, "{all:?}");
+        // ... but hex is hex.
+        let all =
+            errors(&text.replace(&format!("out_key = \"{OUT_KEY}\""), "out_key = \"0x12g4\""));
+        assert_eq!(all.len(), 2, "{all:?}");
+        expect(
+            &text.replace(&format!("out_key = \"{OUT_KEY}\""), "out_key = \"0x12g4\""),
+            &format!("{S2S}.manual_sa.out_key"),
+            "key is not hex: invalid character at position 5",
+        );
+        for key in ["out_spi", "in_spi"] {
+            let old = if key == "out_spi" {
+                "out_spi = 0x00001001"
+            } else {
+                "in_spi = 0x00002002"
+            };
+            for bad in ["0", "255", "-1", "4294967296"] {
+                let text = vpn_edit(old, &format!("{key} = {bad}"));
+                expect_at(
+                    &text,
+                    line_of(&text, &format!("{key} = {bad}")),
+                    &format!("{S2S}.manual_sa.{key}"),
+                    &format!("must be 256..=4294967295 (0x100..=0xffffffff: SPIs 0..=255 are reserved by RFC 4303), got {bad}"),
+                );
+            }
+            for good in ["256", "0xffffffff"] {
+                ok(&vpn_edit(old, &format!("{key} = {good}")));
+            }
+            expect(
+                &vpn_edit(old, &format!("{key} = \"0x1001\"")),
+                &format!("{S2S}.manual_sa.{key}"),
+                "expected an integer, found a string",
+            );
+        }
+    }
+
+    #[test]
+    fn manual_sa_keys_and_replay_window() {
+        let out_key = format!("{S2S}.manual_sa.out_key");
+        let in_key = format!("{S2S}.manual_sa.in_key");
+        expect(
+            &vpn_edit(OUT_KEY, &OUT_KEY[..70]),
+            &out_key,
+            "key for aes256gcm16 must be 36 bytes (32 key + 4 salt), got 35",
+        );
+        expect(
+            &vpn_edit(IN_KEY, &IN_KEY[..71]),
+            &in_key,
+            "key is not hex: odd number of hex digits",
+        );
+        // A 16-byte key (plus salt) is for aes128gcm16.
+        let text = vpn_edit("esp = \"aes256gcm16\"", "esp = \"aes128gcm16\"");
+        expect(
+            &text,
+            &out_key,
+            "key for aes128gcm16 must be 20 bytes (16 key + 4 salt), got 36",
+        );
+        expect(
+            &vpn_edit(IN_KEY, "0x"),
+            &in_key,
+            "must be 36 bytes (32 key + 4 salt), got 0",
+        );
+        expect(
+            &vpn_edit(&format!("\"{IN_KEY}\""), "0x1234"),
+            &in_key,
+            "expected a string, found an integer",
+        );
+        let window = format!("{S2S}.manual_sa.replay_window");
+        for bad in ["0", "64", "1000", "1088", "1048577", "2097152", "-1024"] {
+            let text = vpn_edit(
+                &format!("in_key = \"{IN_KEY}\""),
+                &format!("in_key = \"{IN_KEY}\"\nreplay_window = {bad}"),
+            );
+            if bad == "1088" {
+                // 1088 = 17 x 64 is fine.
+                assert_eq!(ipsec(&ok(&text), 1).manual_sa.replay_window, 1088);
+                continue;
+            }
+            expect(
+                &text,
+                &window,
+                &format!("must be a multiple of 64 in 1024..=1048576, got {bad}"),
+            );
+        }
+    }
+
+    #[test]
+    fn keys_never_appear_in_errors_or_debug_output() {
+        // The whole parsed config, in both Debug forms.
+        let c = ok(&vpn_valid());
+        for shown in [format!("{c:?}"), format!("{c:#?}")] {
+            assert!(shown.contains("<redacted>"), "{shown}");
+            for key in [OUT_KEY, IN_KEY] {
+                assert!(!shown.to_lowercase().contains(&key[..16]), "{shown}");
+            }
+            // Nor as bytes ([0x5e, 0x1f, 0x0a, ...] in decimal).
+            assert!(!shown.contains("94, 31, 10"), "{shown}");
+        }
+        let sa = &ipsec(&c, 1).manual_sa;
+        assert_eq!(format!("{}", sa.out_key), "<redacted>");
+        assert_eq!(format!("{:?}", sa.in_key), "<redacted>");
+        // A bad key of every kind: its text is not in the message, nor in any other error.
+        for bad in [
+            OUT_KEY[..70].to_owned(),
+            format!("{OUT_KEY}00"),
+            format!("{}x{}", &OUT_KEY[..40], &OUT_KEY[41..]),
+            OUT_KEY[..71].to_owned(),
+        ] {
+            let text = vpn_edit(OUT_KEY, &bad);
+            let all = expect(&text, &format!("{S2S}.manual_sa.out_key"), "key ");
+            for e in &all {
+                assert!(!e.contains(&bad[..16]), "{e}");
+                assert!(!e.contains(&IN_KEY[..16]), "{e}");
+            }
+            let e = parse(&text, Path::new(FILE)).unwrap_err();
+            assert!(!format!("{e:?}").contains(&bad[..16]));
+        }
+        // Keys with an unknown cipher, and a key in the wrong place.
+        let text = vpn_edit("esp = \"aes256gcm16\"", &format!("esp = \"{IN_KEY}x\""));
+        for e in errors(&text) {
+            assert!(!e.contains(&OUT_KEY[..16]), "{e}");
+        }
+    }
+
+    #[test]
+    fn secret_keys_compare_clone_and_give_key_material() {
+        let cipher = Cipher::Aes256Gcm16;
+        let a = SecretKey::from_hex(cipher, OUT_KEY).unwrap();
+        let spaced: String = OUT_KEY
+            .as_bytes()
+            .chunks(8)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(
+            SecretKey::from_hex(cipher, &format!("0x{spaced}")).unwrap(),
+            a
+        );
+        assert_eq!(a.clone(), a);
+        assert_ne!(SecretKey::from_hex(cipher, IN_KEY).unwrap(), a);
+        assert!(matches!(
+            SecretKey::from_hex(Cipher::Aes128Gcm16, OUT_KEY),
+            Err(KeyError::WrongLength {
+                expected: 20,
+                got: 36,
+                ..
+            })
+        ));
+        // The material opens what the ESP crate sealed with the same hex.
+        let km = a.key_material(cipher);
+        let direct = KeyMaterial::from_hex(cipher, OUT_KEY).unwrap();
+        let mut tx = causeway_esp::OutboundSa::new(0x1001, cipher, &direct, false).unwrap();
+        let mut rx = causeway_esp::InboundSa::new(0x1001, cipher, &km, false, 1024).unwrap();
+        let mut buf = [0u8; causeway_esp::HEADROOM + 20 + causeway_esp::TAILROOM];
+        let esp = tx.seal(&mut buf, causeway_esp::HEADROOM, 20, 4).unwrap();
+        assert!(rx.open(&mut buf[esp]).is_ok());
+    }
+
+    #[test]
+    fn ipsec_connection_keys() {
+        // ExpressRoute keys on an IPsec connection, and the reverse.
+        let text = vpn_edit("prefixes", "routing_weight = 10\nprefixes")
+            + "[connection.interface]\nname = \"cw-s2s\"\n";
+        let all = errors(&text);
+        assert_eq!(all.len(), 2, "{all:?}");
+        for key in ["routing_weight", "interface"] {
+            expect(
+                &text,
+                &format!("{S2S}.{key}"),
+                &format!("unknown key for an IPsec connection: `{key}` is a key of ExpressRoute connections (expected one of: name, gateway, type, prefixes, local_address, peer_address, local_port, peer_port, mtu, mss_clamp, manual_sa)"),
+            );
+        }
+        let text = edit(
+            "routing_weight = 0",
+            "routing_weight = 0\nlocal_address = \"192.0.2.1\"\nmss_clamp = 1350",
+        );
+        expect(
+            &text,
+            "connection[0] (circuit-1).local_address",
+            "unknown key for an ExpressRoute connection: `local_address` is a key of IPsec connections (expected one of: name, gateway, type, prefixes, routing_weight, interface)",
+        );
+        expect(
+            &text,
+            "connection[0] (circuit-1).mss_clamp",
+            "unknown key for an ExpressRoute connection",
+        );
+        let text = vpn_valid()
+            .replace("[connection.manual_sa]", "[connection.manual_sa]\n")
+            .replacen("name = \"s2s-1\"", "name = \"s2s-1\"\npsk = \"secret\"", 1);
+        expect(
+            &text,
+            &format!("{S2S}.psk"),
+            "unknown key (expected one of: name, gateway, type, prefixes, local_address",
+        );
+        // With an unknown type, the keys of either type are accepted (only the type is wrong).
+        let all = errors(&vpn_edit("type = \"IPsec\"", "type = \"Ipsec\""));
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert!(
+            all[0].contains("unknown connection type `Ipsec`"),
+            "{all:?}"
+        );
+    }
+
+    #[test]
+    fn ipsec_prefixes() {
+        let field = |i: usize| format!("{S2S}.prefixes[{i}]");
+        expect(
+            &vpn_edit("\"10.3.0.0/16\"", "\"10.3.0.0/16\", \"10.3.1.0/24\""),
+            &field(1),
+            "10.3.1.0/24 overlaps connection[1] (s2s-1).prefixes[0] 10.3.0.0/16: a connection's prefixes must not overlap each other",
+        );
+        expect(
+            &vpn_edit("\"10.3.0.0/16\"", "\"10.3.0.0/16\", \"10.1.0.0/24\""),
+            &field(1),
+            "10.1.0.0/24 overlaps the VNet address space 10.1.0.0/16",
+        );
+        expect(
+            &vpn_edit("\"10.3.0.0/16\"", "\"10.3.0.1/16\""),
+            &field(0),
+            "has host bits set",
+        );
+        expect(
+            &vpn_edit("[\"10.3.0.0/16\"]", "[]"),
+            &format!("{S2S}.prefixes"),
+            "must list at least one prefix",
+        );
+        // The circuit's prefix on a tunnel: allowed (ExpressRoute wins, the tunnel is the backup).
+        let c = ok(&vpn_edit(
+            "\"10.3.0.0/16\"",
+            "\"10.2.0.0/16\", \"fd00:2::/48\", \"0.0.0.0/0\"",
+        ));
+        assert_eq!(
+            c.connections[1].prefixes[..2],
+            c.connections[0].prefixes[..]
+        );
+        // The same prefix on two tunnels: ambiguous.
+        let text = vpn_valid()
+            + &tunnel(
+                "s2s-2",
+                "\"10.4.0.0/16\", \"10.3.0.0/16\"",
+                "192.0.2.3",
+                0x3003,
+            );
+        expect_at(
+            &text,
+            line_of(&text, "\"10.4.0.0/16\", \"10.3.0.0/16\""),
+            "connection[2] (s2s-2).prefixes[1]",
+            "10.3.0.0/16 is also a prefix of connection[1] (s2s-1): two IPsec connections cannot offer the same prefix (tunnels have no routing_weight, so the route would be ambiguous)",
+        );
+        // Default routes too; overlapping but different prefixes are fine (longest match).
+        let text = vpn_edit("\"10.3.0.0/16\"", "\"10.3.0.0/16\", \"::/0\"")
+            + &tunnel("s2s-2", "\"::/0\"", "192.0.2.3", 0x3003);
+        expect(
+            &text,
+            "connection[2] (s2s-2).prefixes[0]",
+            "::/0 is also a prefix of connection[1] (s2s-1)",
+        );
+        ok(&(vpn_valid() + &tunnel("s2s-2", "\"10.3.128.0/17\"", "192.0.2.3", 0x3003)));
+    }
+
+    #[test]
+    fn tunnels_are_unique_by_endpoints_and_inbound_spi() {
+        // Another peer, another in_spi: fine (the same out_spi too: each peer has its own).
+        let c = ok(&(vpn_valid() + &tunnel("s2s-2", "\"10.4.0.0/16\"", "192.0.2.3", 0x3003)));
+        assert_eq!(
+            ipsec(&c, 2).manual_sa.out_spi,
+            ipsec(&c, 1).manual_sa.out_spi
+        );
+        // The same four-tuple.
+        let text = vpn_valid() + &tunnel("s2s-2", "\"10.4.0.0/16\"", "192.0.2.2", 0x3003);
+        expect_at(
+            &text,
+            line_of(&text, "name = \"s2s-2\"") + 4,
+            "connection[2] (s2s-2).peer_address",
+            "connection[1] (s2s-1) already uses local 192.0.2.1:4500 and peer 192.0.2.2:4500: each tunnel needs its own (local_address, local_port, peer_address, peer_port)",
+        );
+        // Another port makes it another tunnel.
+        ok(&text.replace(
+            "peer_address = \"192.0.2.2\"\nprefixes = [\"10.4",
+            "peer_address = \"192.0.2.2\"\npeer_port = 4501\nprefixes = [\"10.4",
+        ));
+        let v6 = |t: String| {
+            t.replace("\"192.0.2.1\"", "\"2001:db8::1\"")
+                .replace("\"192.0.2.2\"", "\"2001:db8::2\"")
+        };
+        expect(
+            &v6(text.clone()),
+            "connection[2] (s2s-2).peer_address",
+            "already uses local [2001:db8::1]:4500 and peer [2001:db8::2]:4500",
+        );
+        // The same in_spi on two tunnels.
+        let text = vpn_valid() + &tunnel("s2s-2", "\"10.4.0.0/16\"", "192.0.2.3", 0x2002);
+        expect_at(
+            &text,
+            line_of(&text, "name = \"s2s-2\"") + 10 ,
+            "connection[2] (s2s-2).manual_sa.in_spi",
+            "0x00002002 is also the in_spi of connection[1] (s2s-1): inbound ESP is told apart by SPI alone, so every in_spi must be unique",
+        );
+    }
+
+    #[test]
+    fn ipsec_connections_per_vpn_gateway_follow_the_sku() {
+        let many = |n: u32, sku: &str| {
+            let mut text = VALID.to_owned() + &VPN_GW.replace("VpnGw1", sku);
+            for i in 1..=n {
+                text += &tunnel(
+                    &format!("s2s-{i}"),
+                    &format!("\"10.{}.{}.0/24\"", 100 + i / 200, i % 200),
+                    &format!("198.51.{}.{}", i / 200, 1 + i % 200),
+                    0x1_0000 + i,
+                );
+            }
+            text
+        };
+        ok(&many(30, "VpnGw1"));
+        let text = many(31, "VpnGw1");
+        expect_at(
+            &text,
+            line_of(&text, "sku = \"VpnGw1\""),
+            "gateway[1] (vpn-gw).sku",
+            "the VpnGw1 SKU allows at most 30 IPsec connections (site-to-site tunnels), but 31 use this gateway (connection[1] (s2s-1), ",
+        );
+        ok(&many(31, "VpnGw4AZ"));
+        ok(&many(100, "VpnGw5"));
+        expect(
+            &many(101, "VpnGw5"),
+            "gateway[1] (vpn-gw).sku",
+            "the VpnGw5 SKU allows at most 100 IPsec connections (site-to-site tunnels), but 101",
+        );
+        expect(
+            &many(11, "Standard"),
+            "gateway[1] (vpn-gw).sku",
+            "the Standard SKU allows at most 10 IPsec connections",
+        );
+        // The ExpressRoute connections do not count against the Vpn gateway, nor the reverse.
+        let mut text = many(30, "VpnGw1");
+        for i in 2..=4 {
+            text += &circuit(
+                &format!("circuit-{i}"),
+                &format!("\"10.{i}0.0.0/16\""),
+                0,
+                &format!("cw-er{i}"),
+            );
+        }
+        ok(&text);
+    }
+
     #[test]
     fn every_error_of_a_file_is_reported() {
         let text = r#"
@@ -2898,6 +4326,22 @@ colour = "red"
 [connection.interface]
 name = "cw/er0"
 netns = "a/b"
+
+[[connection]]
+name = "s2s-1"
+gateway = "er-gw"
+type = "IPsec"
+local_address = "192.0.2.1"
+peer_address = "192.0.2.1"
+prefixes = ["10.3.0.0/16"]
+mss_clamp = 1400
+[connection.manual_sa]
+esp = "aes256gcm16"
+out_spi = 255
+out_key = "0011"
+in_spi = 0x2002
+in_key = "zz"
+replay_window = 1000
 "#;
         let e = parse(text, Path::new("lab.toml")).unwrap_err();
         let shown = e.to_string();
@@ -2910,7 +4354,6 @@ netns = "a/b"
             "lab.toml:11: control.socket: `relative.sock` is not an absolute path",
             "lab.toml:16: gateway[0] (er-gw).sku: unknown ExpressRoute SKU `Premium`",
             "lab.toml:19: gateway[1].name: duplicate gateway name `er-gw`",
-            "lab.toml:20: gateway[1] (er-gw).type: Vpn gateways are not implemented in this version",
             "lab.toml:29: connection[0] (circuit-1).colour: unknown key",
             "lab.toml:25: connection[0] (circuit-1).gateway: there is no gateway named `nowhere` (gateways: er-gw)",
             "lab.toml:27: connection[0] (circuit-1).prefixes[0]: `10.2.0.1/16` has host bits set",
@@ -2918,6 +4361,13 @@ netns = "a/b"
             "lab.toml:28: connection[0] (circuit-1).routing_weight: must be 0..=32000, got 40000",
             "lab.toml:31: connection[0] (circuit-1).interface.name: interface name `cw/er0` contains '/'",
             "lab.toml:32: connection[0] (circuit-1).interface.netns: network namespace name `a/b` must not contain '/'",
+            "lab.toml:37: connection[1] (s2s-1).type: a connection of type IPsec needs a Vpn gateway, but `er-gw` (gateway[0] (er-gw)) is of type ExpressRoute",
+            "lab.toml:39: connection[1] (s2s-1).peer_address: 192.0.2.1 is also the local_address: the peer must be another host",
+            "lab.toml:41: connection[1] (s2s-1).mss_clamp: must be 536..=1360 (mtu - 40), or 0 to disable clamping, got 1400",
+            "lab.toml:44: connection[1] (s2s-1).manual_sa.out_spi: must be 256..=4294967295",
+            "lab.toml:45: connection[1] (s2s-1).manual_sa.out_key: key for aes256gcm16 must be 36 bytes (32 key + 4 salt), got 2",
+            "lab.toml:47: connection[1] (s2s-1).manual_sa.in_key: key is not hex: invalid character at position 1",
+            "lab.toml:48: connection[1] (s2s-1).manual_sa.replay_window: must be a multiple of 64 in 1024..=1048576, got 1000",
         ];
         for want in expected {
             assert!(

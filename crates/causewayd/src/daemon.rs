@@ -1,20 +1,22 @@
 //! The daemon: starts the data plane and the control socket from a validated config, watches
 //! link state, answers `status` and `stats`, and stops cleanly on SIGINT/SIGTERM.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use causeway_api::{
-    ConnectionStats, ConnectionStatus, DirStats, GatewayStats, GatewayStatus, InterfaceStatus,
-    Request, Response, Stats, Status, VnetStats, VnetStatus, PROTOCOL_VERSION,
+    ConnectionStats, ConnectionStatus, DirStats, EspStats, GatewayStats, GatewayStatus,
+    InterfaceStatus, Request, Response, Stats, Status, TunnelStatus, VnetStats, VnetStatus,
+    PROTOCOL_VERSION,
 };
 use causeway_engine::counters::DirCounters;
 use causeway_engine::shaper::BurstPolicy;
 use causeway_sys::link::{self, LinkState};
 
-use crate::config::{Config, ConnectionKind, InterfaceConfig};
+use crate::config::{Config, ConnectionConfig, ConnectionKind, InterfaceConfig};
 use crate::control::{ControlServer, Handler};
 use crate::dataplane::{install_routes, readdress, Dataplane, Shared};
 
@@ -57,6 +59,66 @@ fn iface_status(i: &InterfaceConfig, offload: bool) -> InterfaceStatus {
 }
 
 impl State {
+    fn conn_index(&self, name: &str) -> Option<usize> {
+        self.shared.connections.iter().position(|c| c.name == name)
+    }
+
+    fn esp_stats(&self, idx: usize) -> Option<EspStats> {
+        let e = self.shared.esp.get(idx)?.as_ref()?;
+        Some(EspStats {
+            cipher: e.cipher.to_string(),
+            esn: e.esn,
+            out_spi: e.out_spi,
+            in_spi: e.in_spi,
+            out_seq: e.out_seq.load(Ordering::Relaxed),
+            in_seq: e.in_seq.load(Ordering::Relaxed),
+        })
+    }
+
+    fn connection_status(&self, conn: &ConnectionConfig) -> ConnectionStatus {
+        let idx = self.conn_index(&conn.name);
+        // Routed: the data plane routes over it (the link watcher has not withdrawn its routes).
+        let routed = idx
+            .and_then(|i| self.shared.connections.get(i))
+            .is_some_and(|c| c.up.load(Ordering::Relaxed));
+        let (connection_type, interface, tunnel, connected) = match &conn.kind {
+            ConnectionKind::ExpressRoute { interface } => {
+                let iface = iface_status(interface, self.shared.vnet_offload);
+                let connected = iface.up && iface.running && routed;
+                ("ExpressRoute", Some(iface), None, connected)
+            }
+            ConnectionKind::IPsec(ipsec) => {
+                let esp = idx.and_then(|i| self.esp_stats(i)).unwrap_or_default();
+                let tunnel = TunnelStatus {
+                    local: SocketAddr::new(ipsec.local_address, ipsec.local_port).to_string(),
+                    peer: SocketAddr::new(ipsec.peer_address, ipsec.peer_port).to_string(),
+                    mtu: ipsec.mtu,
+                    mss_clamp: ipsec.mss_clamp,
+                    keying: "manual".into(),
+                    esp,
+                };
+                // Manually keyed SAs are installed at start: the tunnel carries traffic as long
+                // as it is routed.
+                ("IPsec", None, Some(tunnel), routed)
+            }
+        };
+        ConnectionStatus {
+            name: conn.name.clone(),
+            connection_type: connection_type.into(),
+            state: if connected {
+                "Connected"
+            } else {
+                "NotConnected"
+            }
+            .into(),
+            routed,
+            prefixes: conn.prefixes.iter().map(|p| p.to_string()).collect(),
+            routing_weight: conn.routing_weight,
+            interface,
+            tunnel,
+        }
+    }
+
     fn status(&self) -> Status {
         let c = &self.config;
         let vnet = VnetStatus {
@@ -76,33 +138,7 @@ impl State {
                     .connections
                     .iter()
                     .filter(|conn| conn.gateway_index == gi)
-                    .map(|conn| {
-                        let ConnectionKind::ExpressRoute { interface } = &conn.kind;
-                        let iface = iface_status(interface, self.shared.vnet_offload);
-                        // Connected: the link is up and the data plane routes over it (the link
-                        // watcher has not withdrawn its routes).
-                        let routed = self
-                            .shared
-                            .circuits
-                            .iter()
-                            .find(|c| c.name == conn.name)
-                            .is_some_and(|c| c.up.load(Ordering::Relaxed));
-                        let connected = iface.up && iface.running && routed;
-                        ConnectionStatus {
-                            name: conn.name.clone(),
-                            connection_type: "ExpressRoute".into(),
-                            state: if connected {
-                                "Connected"
-                            } else {
-                                "NotConnected"
-                            }
-                            .into(),
-                            routed,
-                            prefixes: conn.prefixes.iter().map(|p| p.to_string()).collect(),
-                            routing_weight: conn.routing_weight,
-                            interface: Some(iface),
-                        }
-                    })
+                    .map(|conn| self.connection_status(conn))
                     .collect();
                 GatewayStatus {
                     name: g.name.clone(),
@@ -130,20 +166,24 @@ impl State {
         let gateways = c
             .gateways
             .iter()
-            .map(|g| GatewayStats {
+            .enumerate()
+            .map(|(gi, g)| GatewayStats {
                 name: g.name.clone(),
                 gateway_type: g.gateway_type.to_string(),
                 sku: g.sku.to_string(),
-                egress: dir_stats(&self.shared.gateway.egress),
-                ingress: dir_stats(&self.shared.gateway.ingress),
+                egress: dir_stats(&self.shared.gateways[gi].egress),
+                ingress: dir_stats(&self.shared.gateways[gi].ingress),
                 connections: self
                     .shared
-                    .circuits
+                    .connections
                     .iter()
-                    .map(|ci| ConnectionStats {
+                    .enumerate()
+                    .filter(|(_, ci)| ci.gateway == gi)
+                    .map(|(i, ci)| ConnectionStats {
                         name: ci.name.clone(),
                         egress: dir_stats(&ci.counters.egress),
                         ingress: dir_stats(&ci.counters.ingress),
+                        esp: self.esp_stats(i),
                     })
                     .collect(),
             })
@@ -178,24 +218,24 @@ impl Handler for State {
 /// Keeps each circuit's `up` flag in line with its interface (administratively up and running),
 /// so that the routes of a circuit that goes down are skipped, and logs transitions.
 fn watch_links(config: &Config, shared: &Shared, stop: &AtomicBool) {
-    let ifaces: Vec<&InterfaceConfig> = config
+    // Circuits only (connection index, interface, probe): a tunnel has no interface to watch.
+    let circuits: Vec<(usize, &InterfaceConfig, link::LinkProbe)> = config
         .connections
         .iter()
-        .map(|c| {
-            let ConnectionKind::ExpressRoute { interface } = &c.kind;
-            interface
+        .enumerate()
+        .filter_map(|(i, c)| match &c.kind {
+            ConnectionKind::ExpressRoute { interface } => {
+                let probe = link::LinkProbe::new(interface.netns.as_deref()).ok()?;
+                Some((i, interface, probe))
+            }
+            ConnectionKind::IPsec(_) => None,
         })
         .collect();
-    let probes: Vec<_> = ifaces
-        .iter()
-        .map(|i| link::LinkProbe::new(i.netns.as_deref()).ok())
-        .collect();
     while !stop.load(Ordering::Relaxed) {
-        for (i, circuit) in shared.circuits.iter().enumerate() {
-            let Some(Some(probe)) = probes.get(i) else {
+        for (i, iface, probe) in &circuits {
+            let Some(circuit) = shared.connections.get(*i) else {
                 continue;
             };
-            let Some(iface) = ifaces.get(i) else { continue };
             let up = probe
                 .state(&iface.name)
                 .map(|s| s.exists && s.up && s.running)

@@ -40,13 +40,33 @@ pub enum DropReason {
     ShapedBps,
     /// Over the SKU's packets per second.
     ShapedPps,
+    /// Over the per-tunnel cap of the VPN SKU (the aggregate may still have room).
+    ShapedTunnelCap,
     /// The output interface refused the packet (link down, queue full).
     TxError,
+    /// A UDP 4500 datagram too short to be ESP, or a packet too large to seal.
+    EspMalformed,
+    /// Inbound: no SA with that SPI. Outbound: the tunnel has no valid SA (never sent in clear).
+    EspNoSa,
+    /// The ICV did not verify (wrong key, tampered packet).
+    EspAuthFailed,
+    /// The sequence number was already received (replay).
+    EspReplayed,
+    /// The sequence number is left of the replay window.
+    EspTooOld,
+    /// Padding bytes or pad length inconsistent (after the ICV verified).
+    EspBadPadding,
+    /// The next-header field is neither IPv4 nor IPv6.
+    EspBadNextHeader,
+    /// A dummy packet (next header 59, RFC 4303 2.6): dropped by design.
+    EspDummy,
+    /// The outbound SA ran out of sequence numbers: it must be rekeyed.
+    EspSeqExhausted,
 }
 
 impl DropReason {
     /// Every reason, in output order.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 25] = [
         DropReason::MalformedTruncated,
         DropReason::MalformedVersion,
         DropReason::MalformedLength,
@@ -61,7 +81,17 @@ impl DropReason {
         DropReason::ToGateway,
         DropReason::ShapedBps,
         DropReason::ShapedPps,
+        DropReason::ShapedTunnelCap,
         DropReason::TxError,
+        DropReason::EspMalformed,
+        DropReason::EspNoSa,
+        DropReason::EspAuthFailed,
+        DropReason::EspReplayed,
+        DropReason::EspTooOld,
+        DropReason::EspBadPadding,
+        DropReason::EspBadNextHeader,
+        DropReason::EspDummy,
+        DropReason::EspSeqExhausted,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -82,7 +112,17 @@ impl DropReason {
             DropReason::ToGateway => "to_gateway",
             DropReason::ShapedBps => "shaped_bps",
             DropReason::ShapedPps => "shaped_pps",
+            DropReason::ShapedTunnelCap => "shaped_tunnel_cap",
             DropReason::TxError => "tx_error",
+            DropReason::EspMalformed => "esp_malformed",
+            DropReason::EspNoSa => "esp_no_sa",
+            DropReason::EspAuthFailed => "esp_auth_failed",
+            DropReason::EspReplayed => "esp_replayed",
+            DropReason::EspTooOld => "esp_too_old",
+            DropReason::EspBadPadding => "esp_bad_padding",
+            DropReason::EspBadNextHeader => "esp_bad_next_header",
+            DropReason::EspDummy => "esp_dummy",
+            DropReason::EspSeqExhausted => "esp_seq_exhausted",
         }
     }
 

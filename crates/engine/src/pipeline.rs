@@ -1,28 +1,35 @@
-//! The ExpressRoute pipeline: plain forwarding between the VNet side and circuits.
+//! The gateway pipeline: forwarding between the VNet side and the connections of the VNet's
+//! gateways: ExpressRoute circuits (plain) and VPN tunnels (sealed into ESP by the caller after
+//! the verdict, see `causeway_esp`).
 //!
 //! Policy, in the order it is applied to every packet (the first rule that decides wins):
 //!
-//! Egress (VNet side -> circuit):
+//! Egress (VNet side -> connection):
 //! 1. Parse and validate (version, lengths, IPv4 header checksum, virtio-net GSO fields):
 //!    else drop `malformed_*`.
 //! 2. Link-local, multicast or broadcast source or destination: drop `link_local`.
 //! 3. Source outside the VNet address space: drop `spoofed`.
 //! 4. Destination is the gateway's own address: answer an echo request (`echo_replies`), else
 //!    drop `to_gateway`.
-//! 5. Longest prefix match over the connections that are up; equal prefixes go to the highest
-//!    `routing_weight`. No route: ICMP destination unreachable from the gateway, drop `no_route`.
+//! 5. Longest prefix match over the connections that are up; among equal prefixes a circuit
+//!    wins over a tunnel (the backup), then the highest `routing_weight`. No route: ICMP
+//!    destination unreachable from the gateway, drop `no_route`.
 //! 6. TTL / hop limit 1 or 0: ICMP time exceeded, drop `ttl_expired`.
-//! 7. Wire packets larger than the circuit MTU: IPv4 with DF clear is fragmented; otherwise ICMP
-//!    fragmentation needed / packet too big with the MTU, drop `too_big`.
-//! 8. The gateway's SKU shaper (bits/s, packets/s) for this direction: the packet leaves at
-//!    once when tokens are there, or is held (in order) until they are, up to the shaper's
-//!    maximum delay; beyond that it is dropped, `shaped_bps` or `shaped_pps`.
-//! 9. TTL / hop limit decremented (IPv4 checksum updated incrementally), forwarded.
+//! 7. Wire packets larger than the connection's MTU (a circuit's interface MTU, a tunnel's
+//!    `mtu`, 1400 by default): IPv4 with DF clear is fragmented (before encryption on a tunnel);
+//!    otherwise ICMP fragmentation needed / packet too big with the MTU, drop `too_big`.
+//! 8. Tunnels: the MSS option of TCP SYNs is clamped to the tunnel's `mss_clamp`.
+//! 9. Shapers for this direction: the tunnel's per-tunnel cap (VPN SKUs), then the gateway's
+//!    SKU (bits/s, packets/s). The packet leaves at once when tokens are there, or is held (in
+//!    order) until they are, up to the shaper's maximum delay; beyond that it is dropped,
+//!    `shaped_tunnel_cap`, `shaped_bps` or `shaped_pps`.
+//! 10. TTL / hop limit decremented (IPv4 checksum updated incrementally), forwarded.
 //!
-//! Ingress (circuit -> VNet side) is the mirror image, with rule 3 reading "source outside the
-//! prefixes of the circuit it came from" and a rule 3b: destination outside the VNet address
-//! space, drop `dst_outside_vnet` (no transit between on-premises sites through the gateway).
-//! ICMP errors about ingress packets go back out the circuit they came from.
+//! Ingress (connection -> VNet side; for a tunnel, the inner packet after ESP was opened) is
+//! the mirror image, with rule 3 reading "source outside the prefixes of the connection it came
+//! from" (for a tunnel: a spoofed inner source) and a rule 3b: destination outside the VNet
+//! address space, drop `dst_outside_vnet` (no transit between on-premises sites through the
+//! gateway). ICMP errors about ingress packets go back out the connection they came from.
 //!
 //! A TUN super-packet (virtio-net GSO) is validated, checked against the MTU by its segment size,
 //! shaped and counted as the wire packets it carries, and forwarded whole.
@@ -35,12 +42,13 @@ use std::sync::Arc;
 
 use causeway_wire::icmp;
 use causeway_wire::ip::{self, IpSummary, PROTO_TCP, PROTO_UDP};
+use causeway_wire::tcp;
 use causeway_wire::virtio::{self, VirtioHdr};
 use causeway_wire::Malformed;
 
 use crate::counters::{DirCounters, DropReason};
 use crate::prefix::{Family, Prefix};
-use crate::route::RouteTable;
+use crate::route::{Route, RouteTable, PREFER_CIRCUIT, PREFER_TUNNEL};
 use crate::shaper::{BurstPolicy, Shaped, Shaper, TokenBucket};
 
 /// Bytes a reply buffer must hold (the largest ICMP error or echo reply the gateway builds).
@@ -88,16 +96,49 @@ pub struct PathCounters {
     pub ingress: DirCounters,
 }
 
-/// A circuit as the pipeline sees it.
+/// What makes a connection a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelParams {
+    /// TCP MSS clamp for SYNs in both directions (None: off).
+    pub mss_clamp: Option<u16>,
+    /// Per-tunnel cap of the VPN SKU, bits per second per direction (None: no cap).
+    pub cap_bits_per_sec: Option<u64>,
+}
+
+/// A connection as the pipeline sees it: a circuit (`tunnel: None`) or a tunnel.
 #[derive(Debug, Clone)]
-pub struct Circuit {
+pub struct Connection {
     pub name: String,
+    /// Index of its gateway in the spec's gateway list.
+    pub gateway: usize,
+    pub tunnel: Option<TunnelParams>,
     pub prefixes: Vec<Prefix>,
-    /// MTU of the circuit interface (egress packets larger than this are too big).
+    pub routing_weight: u16,
+    /// Egress MTU: the circuit interface's, or the tunnel MTU for inner packets.
     pub mtu: usize,
-    /// False while the circuit is down: its routes are skipped.
+    /// False while the connection is down: its routes are skipped.
     pub up: Arc<AtomicBool>,
     pub counters: Arc<PathCounters>,
+}
+
+/// A gateway's limits and counters.
+#[derive(Debug, Clone)]
+pub struct GatewaySpec {
+    pub name: String,
+    pub bits_per_sec: u64,
+    pub packets_per_sec: Option<u64>,
+    pub counters: Arc<PathCounters>,
+}
+
+/// Everything needed to build both halves of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    pub vnet: Arc<Vnet>,
+    pub gateways: Vec<GatewaySpec>,
+    pub connections: Vec<Connection>,
+    pub burst: BurstPolicy,
+    /// Drops on the VNet side before a connection is chosen.
+    pub vnet_counters: Arc<PathCounters>,
 }
 
 /// What to do with one packet.
@@ -192,11 +233,28 @@ fn is_link_local(family: Family, a: u128) -> bool {
     }
 }
 
-/// State shared by both directions' code paths.
-struct Common {
-    vnet: Arc<Vnet>,
+/// One direction of one gateway.
+struct GatewayHalf {
     shaper: Shaper,
+    counters: Arc<PathCounters>,
+}
+
+/// Which half a [`Common`] serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    Egress,
+    Ingress,
+}
+
+/// State of one direction: shapers, ICMP limiter, the connections.
+struct Common {
+    dir: Dir,
+    vnet: Arc<Vnet>,
     icmp_limit: TokenBucket,
+    gateways: Vec<GatewayHalf>,
+    connections: Vec<Connection>,
+    /// Per-tunnel cap shapers, by connection index.
+    caps: Vec<Option<Shaper>>,
 }
 
 enum Error {
@@ -263,7 +321,16 @@ impl Common {
         Verdict::Reply { len }
     }
 
-    /// Rules 6 to 9, shared by both directions, once the output is known.
+    fn counters(&self, conn: usize) -> [&DirCounters; 2] {
+        let c = &self.connections[conn];
+        let g = &self.gateways[c.gateway].counters;
+        match self.dir {
+            Dir::Egress => [&g.egress, &c.counters.egress],
+            Dir::Ingress => [&g.ingress, &c.counters.ingress],
+        }
+    }
+
+    /// Rules 6 to 10, shared by both directions, once the connection is known.
     #[allow(clippy::too_many_arguments)]
     fn finish(
         &mut self,
@@ -272,13 +339,16 @@ impl Common {
         pkt: &mut [u8],
         s: &IpSummary,
         cost: &WireCost,
-        out_mtu: usize,
         conn: usize,
         reply: &mut [u8],
-        dir: &[&DirCounters],
     ) -> Verdict {
+        let out_mtu = match self.dir {
+            Dir::Egress => self.connections[conn].mtu,
+            Dir::Ingress => self.vnet.mtu,
+        };
+        let tunnel = self.connections[conn].tunnel;
         if s.ttl <= 1 {
-            return self.icmp_error(
+            return self.icmp_error_at(
                 now_ns,
                 pkt,
                 s,
@@ -286,33 +356,21 @@ impl Common {
                 DropReason::TtlExpired,
                 cost.packets,
                 reply,
-                dir,
+                conn,
             );
         }
         let mut fragment = false;
         let mut cost = *cost;
         if cost.max_packet > out_mtu {
-            if s.version == 4 && !s.dont_fragment && !cost.is_super {
-                let room = (out_mtu.saturating_sub(s.header_len)) & !7;
+            let room = (out_mtu.saturating_sub(s.header_len)) & !7;
+            if s.version == 4 && !s.dont_fragment && !cost.is_super && room >= 8 {
                 let payload = s.total_len - s.header_len;
-                if room < 8 {
-                    return self.icmp_error(
-                        now_ns,
-                        pkt,
-                        s,
-                        Error::TooBig(out_mtu),
-                        DropReason::TooBig,
-                        cost.packets,
-                        reply,
-                        dir,
-                    );
-                }
                 let n = payload.div_ceil(room);
                 cost.packets = n as u64;
                 cost.bytes = (s.total_len + (n - 1) * s.header_len) as u64;
                 fragment = true;
             } else {
-                return self.icmp_error(
+                return self.icmp_error_at(
                     now_ns,
                     pkt,
                     s,
@@ -320,23 +378,47 @@ impl Common {
                     DropReason::TooBig,
                     cost.packets,
                     reply,
-                    dir,
+                    conn,
                 );
             }
         }
-        let at = match self.shaper.schedule(now_ns, cost.bytes, cost.packets) {
-            Ok(at) => at,
-            Err(why) => {
-                let reason = match why {
-                    Shaped::Bps => DropReason::ShapedBps,
-                    Shaped::Pps => DropReason::ShapedPps,
-                };
-                for c in dir {
-                    c.drop(reason, cost.packets);
+        if let Some(TunnelParams {
+            mss_clamp: Some(mss),
+            ..
+        }) = tunnel
+        {
+            if s.proto == PROTO_TCP && !s.is_fragment {
+                if let Some(tcp) = pkt.get_mut(s.l4_offset..s.total_len) {
+                    tcp::clamp_mss(tcp, mss, v.needs_csum());
                 }
-                return Verdict::Drop(reason);
             }
-        };
+        }
+        let gw = self.connections[conn].gateway;
+        let mut at = now_ns;
+        let mut refused = None;
+        if let Some(cap) = &mut self.caps[conn] {
+            match cap.schedule(now_ns, cost.bytes, cost.packets) {
+                Ok(t) => at = at.max(t),
+                Err(_) => refused = Some(DropReason::ShapedTunnelCap),
+            }
+        }
+        if refused.is_none() {
+            match self.gateways[gw]
+                .shaper
+                .schedule(now_ns, cost.bytes, cost.packets)
+            {
+                Ok(t) => at = at.max(t),
+                Err(Shaped::Bps) => refused = Some(DropReason::ShapedBps),
+                Err(Shaped::Pps) => refused = Some(DropReason::ShapedPps),
+            }
+        }
+        let dir = self.counters(conn);
+        if let Some(reason) = refused {
+            for c in dir {
+                c.drop(reason, cost.packets);
+            }
+            return Verdict::Drop(reason);
+        }
         ip::decrement_ttl(pkt, s.version);
         for c in dir {
             c.packets.add(cost.packets);
@@ -363,6 +445,30 @@ impl Common {
                 at,
             }
         }
+    }
+
+    /// [`icmp_error`](Self::icmp_error) counted at connection `conn` and its gateway.
+    #[allow(clippy::too_many_arguments)]
+    fn icmp_error_at(
+        &mut self,
+        now_ns: u64,
+        pkt: &[u8],
+        s: &IpSummary,
+        kind: Error,
+        reason: DropReason,
+        packets: u64,
+        reply: &mut [u8],
+        conn: usize,
+    ) -> Verdict {
+        let c = self.connections[conn].counters.clone();
+        let g = self.gateways[self.connections[conn].gateway]
+            .counters
+            .clone();
+        let dir: [&DirCounters; 2] = match self.dir {
+            Dir::Egress => [&g.egress, &c.egress],
+            Dir::Ingress => [&g.ingress, &c.ingress],
+        };
+        self.icmp_error(now_ns, pkt, s, kind, reason, packets, reply, &dir)
     }
 }
 
@@ -415,60 +521,75 @@ fn to_gateway(
     }
 }
 
-/// The egress half of an ExpressRoute gateway (VNet side -> circuits). Owned by one thread.
-pub struct ErEgress {
+/// The egress half (VNet side -> connections). Owned by one thread.
+pub struct Egress {
     common: Common,
-    gateway: Arc<PathCounters>,
     routes: RouteTable,
-    circuits: Vec<Circuit>,
     /// Drops before a connection is chosen (rules 1-5) are counted here, on the VNet side.
     vnet_counters: Arc<PathCounters>,
 }
 
-/// The ingress half of an ExpressRoute gateway (circuits -> VNet side). Owned by one thread.
-pub struct ErIngress {
+/// The ingress half (connections -> VNet side). Owned by one thread (or one per kind of input,
+/// each with its own `Ingress`; they share the counters).
+pub struct Ingress {
     common: Common,
-    gateway: Arc<PathCounters>,
-    circuits: Vec<Circuit>,
 }
 
-/// Everything needed to build both halves of an ExpressRoute gateway.
-pub struct ErGatewaySpec {
-    pub vnet: Arc<Vnet>,
-    pub circuits: Vec<Circuit>,
-    /// `(prefix, circuit index, routing_weight)`.
-    pub routes: RouteTable,
-    pub bits_per_sec: u64,
-    pub packets_per_sec: Option<u64>,
-    pub burst: BurstPolicy,
-    pub gateway_counters: Arc<PathCounters>,
-    pub vnet_counters: Arc<PathCounters>,
-}
-
-/// Builds the two halves of an ExpressRoute gateway.
-pub fn build_er(spec: ErGatewaySpec, now_ns: u64) -> (ErEgress, ErIngress) {
-    let common = |_| Common {
+fn common(spec: &PipelineSpec, dir: Dir, now_ns: u64) -> Common {
+    let gateways = spec
+        .gateways
+        .iter()
+        .map(|g| GatewayHalf {
+            shaper: Shaper::new(g.bits_per_sec, g.packets_per_sec, spec.burst, now_ns),
+            counters: g.counters.clone(),
+        })
+        .collect();
+    let caps = spec
+        .connections
+        .iter()
+        .map(|c| {
+            c.tunnel
+                .and_then(|t| t.cap_bits_per_sec)
+                .map(|bps| Shaper::new(bps, None, spec.burst, now_ns))
+        })
+        .collect();
+    Common {
+        dir,
         vnet: spec.vnet.clone(),
-        shaper: Shaper::new(spec.bits_per_sec, spec.packets_per_sec, spec.burst, now_ns),
         icmp_limit: TokenBucket::new(ICMP_ERRORS_PER_SEC, ICMP_ERRORS_BURST, now_ns),
-    };
+        gateways,
+        connections: spec.connections.clone(),
+        caps,
+    }
+}
+
+/// Builds the two halves of the pipeline. Connections must name gateways of the spec.
+pub fn build(spec: &PipelineSpec, now_ns: u64) -> (Egress, Ingress) {
+    let routes = RouteTable::new(spec.connections.iter().enumerate().flat_map(|(i, c)| {
+        c.prefixes.iter().map(move |p| Route {
+            prefix: *p,
+            connection: i,
+            preference: if c.tunnel.is_some() {
+                PREFER_TUNNEL
+            } else {
+                PREFER_CIRCUIT
+            },
+            weight: c.routing_weight,
+        })
+    }));
     (
-        ErEgress {
-            common: common(0),
-            gateway: spec.gateway_counters.clone(),
-            routes: spec.routes.clone(),
-            circuits: spec.circuits.clone(),
+        Egress {
+            common: common(spec, Dir::Egress, now_ns),
+            routes,
             vnet_counters: spec.vnet_counters.clone(),
         },
-        ErIngress {
-            common: common(1),
-            gateway: spec.gateway_counters.clone(),
-            circuits: spec.circuits,
+        Ingress {
+            common: common(spec, Dir::Ingress, now_ns),
         },
     )
 }
 
-impl ErEgress {
+impl Egress {
     /// Decides what to do with one packet read from the VNet side. `pkt` is the IP packet
     /// (after the virtio header `v`); `reply` must hold [`REPLY_BUF_LEN`] bytes.
     pub fn process(
@@ -496,10 +617,10 @@ impl ErEgress {
         if vnet.is_gateway(f, s.dst) {
             return to_gateway(pkt, &s, cost.packets, reply, &[vc]);
         }
-        let circuits = &self.circuits;
+        let conns = &self.common.connections;
         let Some(conn) = self
             .routes
-            .lookup(f, s.dst, |c| circuits[c].up.load(Ordering::Relaxed))
+            .lookup(f, s.dst, |c| conns[c].up.load(Ordering::Relaxed))
         else {
             return self.common.icmp_error(
                 now_ns,
@@ -512,31 +633,22 @@ impl ErEgress {
                 &[vc],
             );
         };
-        let circuit = &self.circuits[conn];
-        self.common.finish(
-            now_ns,
-            v,
-            pkt,
-            &s,
-            &cost,
-            circuit.mtu,
-            conn,
-            reply,
-            &[&self.gateway.egress, &circuit.counters.egress],
-        )
+        self.common.finish(now_ns, v, pkt, &s, &cost, conn, reply)
     }
 
-    pub fn shaper(&mut self) -> &mut Shaper {
-        &mut self.common.shaper
+    /// The shaper of gateway `gateway` (index in the spec) for this direction.
+    pub fn gateway_shaper(&mut self, gateway: usize) -> Option<&mut Shaper> {
+        self.common.gateways.get_mut(gateway).map(|g| &mut g.shaper)
     }
 
-    pub fn circuits(&self) -> &[Circuit] {
-        &self.circuits
+    pub fn connections(&self) -> &[Connection] {
+        &self.common.connections
     }
 }
 
-impl ErIngress {
-    /// Decides what to do with one packet read from circuit `conn`.
+impl Ingress {
+    /// Decides what to do with one packet that arrived on connection `conn` (for a tunnel: the
+    /// inner packet, already opened).
     pub fn process(
         &mut self,
         now_ns: u64,
@@ -545,14 +657,27 @@ impl ErIngress {
         pkt: &mut [u8],
         reply: &mut [u8],
     ) -> Verdict {
-        let Some(circuit) = self.circuits.get(conn) else {
-            return Verdict::Drop(DropReason::Spoofed);
-        };
-        let dir: [&DirCounters; 2] = [&self.gateway.ingress, &circuit.counters.ingress];
-        let (s, cost) = match validate(v, pkt, &dir) {
+        let (s, cost) = match self.check(conn, v, pkt, reply) {
             Ok(x) => x,
-            Err(r) => return Verdict::Drop(r),
+            Err(verdict) => return verdict,
         };
+        self.common.finish(now_ns, v, pkt, &s, &cost, conn, reply)
+    }
+
+    /// Rules 1 to 4 of ingress: validation, addresses, the gateway's own address.
+    fn check(
+        &self,
+        conn: usize,
+        v: &VirtioHdr,
+        pkt: &[u8],
+        reply: &mut [u8],
+    ) -> Result<(IpSummary, WireCost), Verdict> {
+        let Some(c) = self.common.connections.get(conn) else {
+            return Err(Verdict::Drop(DropReason::Spoofed));
+        };
+        let g = &self.common.gateways[c.gateway].counters;
+        let dir: [&DirCounters; 2] = [&g.ingress, &c.counters.ingress];
+        let (s, cost) = validate(v, pkt, &dir).map_err(Verdict::Drop)?;
         let f = family(&s);
         let drop = |reason: DropReason| {
             for c in &dir {
@@ -561,25 +686,24 @@ impl ErIngress {
             Verdict::Drop(reason)
         };
         if is_link_local(f, s.src) || is_link_local(f, s.dst) {
-            return drop(DropReason::LinkLocal);
+            return Err(drop(DropReason::LinkLocal));
         }
-        if !circuit.prefixes.iter().any(|p| p.contains_bits(f, s.src)) {
-            return drop(DropReason::Spoofed);
+        if !c.prefixes.iter().any(|p| p.contains_bits(f, s.src)) {
+            return Err(drop(DropReason::Spoofed));
         }
         let vnet = &self.common.vnet;
         if vnet.is_gateway(f, s.dst) {
-            return to_gateway(pkt, &s, cost.packets, reply, &dir);
+            return Err(to_gateway(pkt, &s, cost.packets, reply, &dir));
         }
         if !vnet.contains(f, s.dst) {
-            return drop(DropReason::DstOutsideVnet);
+            return Err(drop(DropReason::DstOutsideVnet));
         }
-        let mtu = vnet.mtu;
-        self.common
-            .finish(now_ns, v, pkt, &s, &cost, mtu, conn, reply, &dir)
+        Ok((s, cost))
     }
 
-    pub fn shaper(&mut self) -> &mut Shaper {
-        &mut self.common.shaper
+    /// The shaper of gateway `gateway` for this direction.
+    pub fn gateway_shaper(&mut self, gateway: usize) -> Option<&mut Shaper> {
+        self.common.gateways.get_mut(gateway).map(|g| &mut g.shaper)
     }
 }
 

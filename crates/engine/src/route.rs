@@ -1,11 +1,12 @@
 //! The route table: longest prefix match over every connection's prefixes.
 //!
-//! Rules (DOMAIN.md, "Route choice"): the longest matching prefix wins; among equal prefixes the
-//! connection with the highest `routing_weight` wins; a connection that is down is skipped, so
-//! the next best route (a backup) takes its traffic while it is down.
+//! Rules (DOMAIN.md, "Route choice"): the longest matching prefix wins; among equal prefixes an
+//! ExpressRoute circuit wins over a VPN tunnel (the tunnel is the backup), then the connection
+//! with the highest `routing_weight`; a connection that is down is skipped, so the next best route
+//! (a backup) takes its traffic while it is down.
 //!
-//! Routes are kept per family, sorted by prefix length (longest first) then weight (highest
-//! first), so the first match is the answer. The table is immutable once built; a config
+//! Routes are kept per family, sorted by prefix length (longest first), preference (lowest
+//! first), then weight (highest first), so the first match is the answer. The table is immutable once built; a config
 //! change builds a new one.
 
 use crate::prefix::{Family, Prefix};
@@ -16,8 +17,15 @@ pub struct Route {
     pub prefix: Prefix,
     /// Index of the connection in the pipeline's connection list.
     pub connection: usize,
+    /// Lower wins among equal prefixes: [`PREFER_CIRCUIT`] before [`PREFER_TUNNEL`].
+    pub preference: u8,
     pub weight: u16,
 }
+
+/// Preference of ExpressRoute circuits.
+pub const PREFER_CIRCUIT: u8 = 0;
+/// Preference of VPN tunnels: the backup of a circuit offering the same prefix.
+pub const PREFER_TUNNEL: u8 = 1;
 
 /// Longest-prefix-match table.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +47,7 @@ impl RouteTable {
             b.prefix
                 .len()
                 .cmp(&a.prefix.len())
+                .then(a.preference.cmp(&b.preference))
                 .then(b.weight.cmp(&a.weight))
                 .then(a.connection.cmp(&b.connection))
         };
@@ -82,8 +91,28 @@ mod tests {
         Route {
             prefix: p.parse().unwrap(),
             connection: c,
+            preference: PREFER_CIRCUIT,
             weight: w,
         }
+    }
+
+    #[test]
+    fn a_circuit_wins_over_a_tunnel_for_the_same_prefix() {
+        let tunnel = Route {
+            preference: PREFER_TUNNEL,
+            weight: 30_000,
+            ..r("10.2.0.0/16", 1, 0)
+        };
+        let t = RouteTable::new([tunnel, r("10.2.0.0/16", 0, 0), r("10.2.5.0/24", 2, 0)]);
+        assert_eq!(look(&t, "10.2.0.1"), Some(0));
+        // Longest prefix still first, whatever the type.
+        assert_eq!(look(&t, "10.2.5.1"), Some(2));
+        let (f, b) = split("10.2.0.1".parse().unwrap());
+        assert_eq!(
+            t.lookup(f, b, |c| c != 0),
+            Some(1),
+            "the tunnel is the backup"
+        );
     }
 
     fn look(t: &RouteTable, a: &str) -> Option<usize> {
@@ -137,7 +166,7 @@ mod tests {
         ) {
             let rs: Vec<Route> = routes.iter().enumerate().map(|(i, (a, l, w))| {
                 let p = Prefix::containing(std::net::IpAddr::V4((*a).into()), *l).unwrap();
-                Route { prefix: p, connection: i, weight: *w }
+                Route { prefix: p, connection: i, preference: PREFER_CIRCUIT, weight: *w }
             }).collect();
             let t = RouteTable::new(rs.clone());
             for a in addrs {

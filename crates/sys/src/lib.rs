@@ -5,6 +5,8 @@
 //! - [`poll`]: waiting for readable fds with `poll(2)`, and a [`poll::Waker`] to interrupt the wait.
 //! - [`netns`]: running code inside a named network namespace (`/run/netns/NAME`).
 //! - [`link`]: interface configuration through iproute2's `ip`, and a cheap link-state query.
+//! - [`udp`]: UDP sockets for the ESP-in-UDP underlay: batched I/O (`sendmmsg`/`recvmmsg`), UDP
+//!   GSO and GRO, created in a named network namespace.
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment. Linux only.
 #![warn(missing_docs)]
@@ -16,3 +18,4 @@ pub mod link;
 pub mod netns;
 pub mod poll;
 pub mod tun;
+pub mod udp;

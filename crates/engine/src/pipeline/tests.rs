@@ -5,8 +5,8 @@ use proptest::prelude::*;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 struct Lab {
-    eg: ErEgress,
-    ing: ErIngress,
+    eg: Egress,
+    ing: Ingress,
     gw: Arc<PathCounters>,
     vnet: Arc<PathCounters>,
     circuit: Arc<PathCounters>,
@@ -14,8 +14,8 @@ struct Lab {
     reply: Vec<u8>,
 }
 
-fn lab_with(bps: u64, pps: Option<u64>, mtu: usize) -> Lab {
-    let vnet = Arc::new(Vnet {
+fn test_vnet() -> Arc<Vnet> {
+    Arc::new(Vnet {
         address_space: vec![
             "10.1.0.0/16".parse().unwrap(),
             "fd00:1::/48".parse().unwrap(),
@@ -23,40 +23,52 @@ fn lab_with(bps: u64, pps: Option<u64>, mtu: usize) -> Lab {
         gateway_v4: [10, 1, 255, 4],
         gateway_v6: Some("fd00:1:0:ffff::4".parse::<Ipv6Addr>().unwrap().octets()),
         mtu: 1500,
-    });
-    let circuit_counters = Arc::new(PathCounters::default());
-    let up = Arc::new(AtomicBool::new(true));
-    let circuits = vec![Circuit {
-        name: "circuit-1".into(),
-        prefixes: vec![
-            "10.2.0.0/16".parse().unwrap(),
-            "fd00:2::/48".parse().unwrap(),
-        ],
+    })
+}
+
+fn policer() -> BurstPolicy {
+    BurstPolicy {
+        max_delay_ns: 0,
+        burst_ns: 1_000_000,
+        min_bits: 8 * 70_000,
+        min_packets: 50,
+    }
+}
+
+fn circuit(name: &str, prefixes: &[&str], mtu: usize) -> Connection {
+    Connection {
+        name: name.into(),
+        gateway: 0,
+        tunnel: None,
+        prefixes: prefixes.iter().map(|p| p.parse().unwrap()).collect(),
+        routing_weight: 0,
         mtu,
-        up: up.clone(),
-        counters: circuit_counters.clone(),
-    }];
-    let routes = RouteTable::new(circuits[0].prefixes.iter().map(|p| crate::route::Route {
-        prefix: *p,
-        connection: 0,
-        weight: 0,
-    }));
-    let gw = Arc::new(PathCounters::default());
+        up: Arc::new(AtomicBool::new(true)),
+        counters: Arc::new(PathCounters::default()),
+    }
+}
+
+fn gateway(bps: u64, pps: Option<u64>) -> GatewaySpec {
+    GatewaySpec {
+        name: "gw".into(),
+        bits_per_sec: bps,
+        packets_per_sec: pps,
+        counters: Arc::new(PathCounters::default()),
+    }
+}
+
+fn lab_with(bps: u64, pps: Option<u64>, mtu: usize) -> Lab {
+    let c = circuit("circuit-1", &["10.2.0.0/16", "fd00:2::/48"], mtu);
+    let (up, circuit_counters) = (c.up.clone(), c.counters.clone());
+    let g = gateway(bps, pps);
+    let gw = g.counters.clone();
     let vc = Arc::new(PathCounters::default());
-    let (eg, ing) = build_er(
-        ErGatewaySpec {
-            vnet,
-            circuits,
-            routes,
-            bits_per_sec: bps,
-            packets_per_sec: pps,
-            burst: BurstPolicy {
-                max_delay_ns: 0,
-                burst_ns: 1_000_000,
-                min_bits: 8 * 70_000,
-                min_packets: 50,
-            },
-            gateway_counters: gw.clone(),
+    let (eg, ing) = build(
+        &PipelineSpec {
+            vnet: test_vnet(),
+            gateways: vec![g],
+            connections: vec![c],
+            burst: policer(),
             vnet_counters: vc.clone(),
         },
         0,
@@ -506,6 +518,147 @@ fn icmp_errors_are_rate_limited() {
         l.vnet.egress.drops(DropReason::NoRoute),
         ICMP_ERRORS_BURST + 50
     );
+}
+
+/// An ExpressRoute gateway (0) with a circuit to 10.2/16, and a VPN gateway (1) with a tunnel
+/// to 10.2/16 (the backup) and 10.3/16, capped per tunnel.
+fn coexistence() -> (Egress, Ingress, Vec<Connection>, Vec<GatewaySpec>) {
+    let c = circuit("circuit-1", &["10.2.0.0/16"], 1500);
+    let mut t = circuit("s2s-1", &["10.2.0.0/16", "10.3.0.0/16"], 1400);
+    t.gateway = 1;
+    t.routing_weight = 32_000;
+    t.tunnel = Some(TunnelParams {
+        mss_clamp: Some(1350),
+        cap_bits_per_sec: Some(8_000_000),
+    });
+    let gws = vec![gateway(1_000_000_000, None), gateway(1_000_000_000, None)];
+    let spec = PipelineSpec {
+        vnet: test_vnet(),
+        gateways: gws.clone(),
+        connections: vec![c, t],
+        burst: BurstPolicy {
+            max_delay_ns: 0,
+            burst_ns: 1_000_000,
+            min_bits: 8 * 10_000,
+            min_packets: 50,
+        },
+        vnet_counters: Arc::new(PathCounters::default()),
+    };
+    let (eg, ing) = build(&spec, 0);
+    (eg, ing, spec.connections, gws)
+}
+
+#[test]
+fn a_circuit_wins_over_a_tunnel_which_is_its_backup() {
+    let (mut eg, _, conns, _) = coexistence();
+    let mut reply = vec![0; REPLY_BUF_LEN];
+    let mut p = v4("10.1.0.10", "10.2.0.10", PROTO_UDP, 100, 64, true);
+    assert!(matches!(
+        eg.process(0, &plain(), &mut p, &mut reply),
+        Verdict::Forward { conn: 0, .. }
+    ));
+    conns[0].up.store(false, Ordering::Relaxed);
+    let mut p = v4("10.1.0.10", "10.2.0.10", PROTO_UDP, 100, 64, true);
+    assert!(matches!(
+        eg.process(0, &plain(), &mut p, &mut reply),
+        Verdict::Forward { conn: 1, .. }
+    ));
+    let mut p = v4("10.1.0.10", "10.3.0.10", PROTO_UDP, 100, 64, true);
+    assert!(matches!(
+        eg.process(0, &plain(), &mut p, &mut reply),
+        Verdict::Forward { conn: 1, .. }
+    ));
+}
+
+#[test]
+fn tunnels_clamp_the_mss_of_syns_and_use_the_tunnel_mtu() {
+    let (mut eg, mut ing, conns, gws) = coexistence();
+    let mut reply = vec![0; REPLY_BUF_LEN];
+    let syn = |src: &str, dst: &str| {
+        let mut p = v4(src, dst, PROTO_TCP, 24, 64, true);
+        p[20 + 12] = 6 << 4;
+        p[20 + 13] = causeway_wire::tcp::FLAG_SYN;
+        p[40..44].copy_from_slice(&[2, 4, 0x05, 0xb4]); // MSS 1460
+        let pseudo = checksum::pseudo_v4(
+            p[12..16].try_into().unwrap(),
+            p[16..20].try_into().unwrap(),
+            PROTO_TCP,
+            24,
+        );
+        causeway_wire::tcp::set_checksum(&mut p[20..], pseudo);
+        p
+    };
+    let mut p = syn("10.1.0.10", "10.3.0.10");
+    assert!(matches!(
+        eg.process(0, &plain(), &mut p, &mut reply),
+        Verdict::Forward { conn: 1, .. }
+    ));
+    assert_eq!(u16::from_be_bytes([p[42], p[43]]), 1350);
+    let pseudo = checksum::pseudo_v4(
+        p[12..16].try_into().unwrap(),
+        p[16..20].try_into().unwrap(),
+        PROTO_TCP,
+        24,
+    );
+    assert_eq!(checksum::finish(checksum::add(pseudo, &p[20..])), 0);
+    // And the other way, on the inner packet of the tunnel.
+    let mut p = syn("10.3.0.10", "10.1.0.10");
+    assert!(matches!(
+        ing.process(0, 1, &plain(), &mut p, &mut reply),
+        Verdict::Forward { .. }
+    ));
+    assert_eq!(u16::from_be_bytes([p[42], p[43]]), 1350);
+    // A circuit does not clamp.
+    let mut p = syn("10.1.0.10", "10.2.0.10");
+    assert!(matches!(
+        eg.process(0, &plain(), &mut p, &mut reply),
+        Verdict::Forward { conn: 0, .. }
+    ));
+    assert_eq!(u16::from_be_bytes([p[42], p[43]]), 1460);
+    // Tunnel MTU 1400: a 1500-byte packet with DF is too big.
+    let mut p = v4("10.1.0.10", "10.3.0.10", PROTO_UDP, 1480, 64, true);
+    let Verdict::Reply { .. } = eg.process(0, &plain(), &mut p, &mut reply) else {
+        panic!()
+    };
+    assert_eq!(u16::from_be_bytes([reply[26], reply[27]]), 1400);
+    assert_eq!(conns[1].counters.egress.drops(DropReason::TooBig), 1);
+    assert_eq!(gws[1].counters.egress.drops(DropReason::TooBig), 1);
+    assert_eq!(gws[0].counters.egress.drops(DropReason::TooBig), 0);
+}
+
+#[test]
+fn the_per_tunnel_cap_is_its_own_drop_reason() {
+    let (mut eg, _, conns, gws) = coexistence();
+    let mut reply = vec![0; REPLY_BUF_LEN];
+    // Cap 8 Mbit/s with a 10 000-byte burst floor: the 8th 1400-byte packet at t=0 is over it.
+    let mut passed = 0;
+    for _ in 0..20 {
+        let mut p = v4("10.1.0.10", "10.3.0.10", PROTO_UDP, 1380, 64, true);
+        if matches!(
+            eg.process(0, &plain(), &mut p, &mut reply),
+            Verdict::Forward { .. }
+        ) {
+            passed += 1;
+        }
+    }
+    assert_eq!(passed, 7);
+    assert_eq!(
+        conns[1].counters.egress.drops(DropReason::ShapedTunnelCap),
+        13
+    );
+    assert_eq!(gws[1].counters.egress.drops(DropReason::ShapedBps), 0);
+}
+
+#[test]
+fn spoofed_inner_sources_are_dropped_at_the_tunnel() {
+    let (_, mut ing, conns, _) = coexistence();
+    let mut reply = vec![0; REPLY_BUF_LEN];
+    let mut p = v4("10.9.0.1", "10.1.0.10", PROTO_UDP, 10, 64, true);
+    assert_eq!(
+        ing.process(0, 1, &plain(), &mut p, &mut reply),
+        Verdict::Drop(DropReason::Spoofed)
+    );
+    assert_eq!(conns[1].counters.ingress.drops(DropReason::Spoofed), 1);
 }
 
 proptest! {

@@ -1,0 +1,591 @@
+//! Data-plane worker threads: each owns one direction's pipeline half and loops on its inputs
+//! (TUNs, or UDP sockets for tunnels), sending what the verdicts say, holding what the shaper
+//! delays in a ring in arrival order.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use causeway_engine::counters::DropReason;
+use causeway_engine::pipeline::{Connection, Ingress, PathCounters, Verdict, REPLY_BUF_LEN};
+use causeway_engine::shaper::BurstPolicy;
+use causeway_esp::{classify_udp4500, Udp4500, HEADROOM, TAILROOM};
+use causeway_sys::poll::{wait_readable, Waker};
+use causeway_sys::tun::{Tun, VNET_HDR_LEN};
+use causeway_sys::udp::{RecvBatch, UdpSocket};
+use causeway_wire::gso::segment_tcp;
+use causeway_wire::ip::{fragment_v4, IpSummary};
+use causeway_wire::virtio::VirtioHdr;
+
+use crate::tunnel::{open_drop, Inbound, TunnelTx, TxFail};
+
+/// Largest packet a TUN read can return: a 64 KB super-packet plus its virtio header.
+pub(crate) const BUF_LEN: usize = VNET_HDR_LEN + 65_535;
+/// Packets handled per wake-up before the worker polls again (fairness between inputs).
+const BATCH: usize = 128;
+/// Datagrams per `recvmmsg` on the underlay, and the size of each receive buffer.
+const UDP_BATCH: usize = 64;
+const UDP_BUF: usize = 16 * 1024;
+
+/// Where a connection's packets go.
+pub(crate) enum Output {
+    /// A TUN (a circuit, or the VNet side for ingress): written with the virtio header.
+    Tun(Arc<Tun>),
+    /// An IPsec tunnel: segmented, sealed and sent over the underlay.
+    Tunnel(Arc<TunnelTx>),
+}
+
+pub(crate) struct Worker {
+    pub stop: Arc<AtomicBool>,
+    pub waker: Arc<Waker>,
+    pub clock: Instant,
+    pub vnet_counters: Arc<PathCounters>,
+    pub gateways: Vec<Arc<PathCounters>>,
+    pub connections: Vec<Connection>,
+}
+
+/// Which half of the gateway a worker runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Egress,
+    Ingress,
+}
+
+/// One packet held by the shaper.
+struct HeldEntry {
+    off: usize,
+    /// Bytes in the ring, virtio header included.
+    len: usize,
+    conn: usize,
+    at: u64,
+    frag_mtu: Option<usize>,
+}
+
+/// Packets the shaper holds until their release time, in arrival order. The bytes live in one
+/// ring buffer, allocated on first use (an unshaped gateway never allocates it) and sized from
+/// the SKU rate and the shaper's maximum delay; nothing is allocated per packet.
+struct Held {
+    ring: Vec<u8>,
+    capacity: usize,
+    head: usize,
+    tail: usize,
+    entries: std::collections::VecDeque<HeldEntry>,
+}
+
+impl Held {
+    fn new(bits_per_sec: u64, policy: &BurstPolicy) -> Held {
+        let bytes = u128::from(bits_per_sec / 8)
+            * u128::from(policy.max_delay_ns + policy.burst_ns)
+            / 1_000_000_000;
+        let capacity = (bytes as usize).saturating_mul(2).clamp(4 << 20, 64 << 20);
+        Held {
+            ring: Vec::new(),
+            capacity,
+            head: 0,
+            tail: 0,
+            entries: std::collections::VecDeque::with_capacity(4096),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn next_release(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.at)
+    }
+
+    /// Copies `bytes` in; false when the ring is full.
+    fn push(&mut self, bytes: &[u8], conn: usize, at: u64, frag_mtu: Option<usize>) -> bool {
+        let len = bytes.len();
+        if self.ring.is_empty() {
+            self.ring = vec![0; self.capacity];
+        }
+        let off = if self.entries.is_empty() {
+            self.head = 0;
+            self.tail = 0;
+            0
+        } else if self.tail >= self.head {
+            if self.capacity - self.tail >= len {
+                self.tail
+            } else if self.head > len {
+                0
+            } else {
+                return false;
+            }
+        } else if self.head - self.tail > len {
+            self.tail
+        } else {
+            return false;
+        };
+        if off + len > self.capacity {
+            return false;
+        }
+        self.ring[off..off + len].copy_from_slice(bytes);
+        self.tail = off + len;
+        self.entries.push_back(HeldEntry {
+            off,
+            len,
+            conn,
+            at,
+            frag_mtu,
+        });
+        true
+    }
+
+    fn pop_due(&mut self, now: u64) -> Option<(HeldEntry, &[u8])> {
+        if self.entries.front()?.at > now {
+            return None;
+        }
+        let e = self.entries.pop_front()?;
+        self.head = e.off + e.len;
+        Some((HeldEntry { ..e }, &self.ring[e.off..e.off + e.len]))
+    }
+}
+
+/// Buffers of one worker, allocated once.
+struct Buffers {
+    pkt: Vec<u8>,
+    reply: Vec<u8>,
+    /// Scratch for what `send` builds: fragments, segments, sealed ESP.
+    tx: TxBuffers,
+}
+
+/// Scratch buffers of the send path.
+struct TxBuffers {
+    frag: Vec<u8>,
+    out: Vec<u8>,
+    seal: Vec<u8>,
+}
+
+impl Buffers {
+    fn new() -> Buffers {
+        Buffers {
+            pkt: vec![0; BUF_LEN],
+            reply: vec![0; VNET_HDR_LEN + REPLY_BUF_LEN],
+            tx: TxBuffers {
+                frag: vec![0; BUF_LEN],
+                out: vec![0; BUF_LEN],
+                seal: vec![0; HEADROOM + BUF_LEN + TAILROOM],
+            },
+        }
+    }
+}
+
+fn read(tun: &Tun, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    match tun.read(buf) {
+        Ok(n) => Ok(Some(n)),
+        Err(e)
+            if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl Worker {
+    fn now(&self) -> u64 {
+        self.clock.elapsed().as_nanos() as u64
+    }
+
+    /// Blocks until one of `fds` (the inputs, then the waker) is readable, `deadline` (in the
+    /// worker clock) passes, or the worker is told to stop; returns false to stop.
+    fn wait(&self, fds: &[BorrowedFd<'_>], ready: &mut [bool], deadline: Option<u64>) -> bool {
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let timeout = deadline.map(|d| Duration::from_nanos(d.saturating_sub(self.now())));
+            match wait_readable(fds, timeout, ready) {
+                Ok(_) => {
+                    if ready[fds.len() - 1] {
+                        let _ = self.waker.drain();
+                        if self.stop.load(Ordering::Relaxed) {
+                            return false;
+                        }
+                    }
+                    return true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "poll failed; worker stops");
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// The worker loop of one direction over TUN inputs: `inputs` are read (egress: the VNet
+    /// TUN; ingress: the circuit TUNs, with `input_conns[i]` the connection of input `i`),
+    /// `process(now, conn, ..)` gives the verdict, forwarded packets go to `outputs[conn]`
+    /// (egress) or `outputs[0]` (ingress: the VNet TUN), replies back to the input they came
+    /// from.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        self,
+        dir: Dir,
+        inputs: Vec<Arc<Tun>>,
+        input_conns: Vec<usize>,
+        outputs: Vec<Output>,
+        bits_per_sec: u64,
+        policy: BurstPolicy,
+        mut process: impl FnMut(u64, usize, &VirtioHdr, &mut [u8], &mut [u8]) -> Verdict,
+    ) {
+        let mut b = Buffers::new();
+        let mut held = Held::new(bits_per_sec, &policy);
+        let mut ready = vec![false; inputs.len() + 1];
+        let mut fds: Vec<BorrowedFd<'_>> = inputs.iter().map(|t| t.as_fd()).collect();
+        fds.push(self.waker.as_fd());
+        let output = |conn: usize| -> &Output {
+            match dir {
+                Dir::Egress => &outputs[conn],
+                Dir::Ingress => &outputs[0],
+            }
+        };
+        while self.wait(&fds, &mut ready, held.next_release()) {
+            self.release(&mut held, &mut b, &output, dir);
+            for (input, tun) in inputs.iter().enumerate() {
+                if !ready[input] {
+                    continue;
+                }
+                for _ in 0..BATCH {
+                    let n = match read(tun, &mut b.pkt) {
+                        Ok(Some(n)) => n,
+                        Ok(None) => break,
+                        Err(e) => {
+                            // Not expected from a TUN; back off briefly so that a persistent
+                            // error cannot turn the worker into a busy loop.
+                            tracing::warn!(error = %e, tun = tun.name(), "TUN read failed");
+                            std::thread::sleep(Duration::from_millis(10));
+                            break;
+                        }
+                    };
+                    let in_conn = input_conns.get(input).copied().unwrap_or(0);
+                    let Some(v) = VirtioHdr::parse(&b.pkt[..n]) else {
+                        match dir {
+                            Dir::Egress => self
+                                .vnet_counters
+                                .egress
+                                .drop(DropReason::MalformedVirtio, 1),
+                            Dir::Ingress => {
+                                self.count_drop(DropReason::MalformedVirtio, in_conn, dir)
+                            }
+                        }
+                        continue;
+                    };
+                    let now = self.now();
+                    let verdict = process(
+                        now,
+                        in_conn,
+                        &v,
+                        &mut b.pkt[VNET_HDR_LEN..n],
+                        &mut b.reply[VNET_HDR_LEN..],
+                    );
+                    let (conn, len, at, frag) = match verdict {
+                        Verdict::Forward { conn, len, at } => (conn, len, at, None),
+                        Verdict::Fragment { conn, len, mtu, at } => (conn, len, at, Some(mtu)),
+                        Verdict::Reply { len } => {
+                            b.reply[..VNET_HDR_LEN].fill(0);
+                            if tun.write(&b.reply[..VNET_HDR_LEN + len]).is_err() {
+                                match dir {
+                                    Dir::Egress => {
+                                        self.vnet_counters.egress.drop(DropReason::TxError, 1)
+                                    }
+                                    Dir::Ingress => {
+                                        self.count_drop(DropReason::TxError, in_conn, dir)
+                                    }
+                                }
+                            }
+                            continue;
+                        }
+                        Verdict::Drop(_) => continue,
+                    };
+                    let conn = if dir == Dir::Ingress { in_conn } else { conn };
+                    if held.is_empty() && at <= now {
+                        let bytes = &b.pkt[..VNET_HDR_LEN + len];
+                        self.send(output(conn), bytes, frag, &mut b.tx, conn, dir);
+                    } else if !held.push(&b.pkt[..VNET_HDR_LEN + len], conn, at, frag) {
+                        self.count_drop(DropReason::ShapedBps, conn, dir);
+                    }
+                }
+            }
+            self.release(&mut held, &mut b, &output, dir);
+        }
+    }
+
+    /// Sends the held packets whose release time has come.
+    fn release<'a>(
+        &self,
+        held: &mut Held,
+        b: &mut Buffers,
+        output: &impl Fn(usize) -> &'a Output,
+        dir: Dir,
+    ) {
+        if held.is_empty() {
+            return;
+        }
+        let now = self.now();
+        while let Some((e, bytes)) = held.pop_due(now) {
+            self.send(output(e.conn), bytes, e.frag_mtu, &mut b.tx, e.conn, dir);
+        }
+    }
+
+    /// Sends one packet (`bytes`: virtio header, then the IP packet), or its fragments when
+    /// `frag_mtu` says so, to `out`.
+    fn send(
+        &self,
+        out: &Output,
+        bytes: &[u8],
+        frag_mtu: Option<usize>,
+        tx: &mut TxBuffers,
+        conn: usize,
+        dir: Dir,
+    ) {
+        let result = match out {
+            Output::Tun(tun) => send_tun(tun, bytes, frag_mtu, tx),
+            Output::Tunnel(t) => send_tunnel(t, bytes, frag_mtu, tx),
+        };
+        match result {
+            Ok(()) => {}
+            Err(TxFail::Io(e)) => self.tx_error(e, conn, dir),
+            Err(TxFail::Drop(reason)) => self.count_drop(reason, conn, dir),
+        }
+    }
+
+    fn count_drop(&self, reason: DropReason, conn: usize, dir: Dir) {
+        let c = &self.connections[conn];
+        let (cc, gc) = (&c.counters, &self.gateways[c.gateway]);
+        let (g, c) = match dir {
+            Dir::Egress => (&gc.egress, &cc.egress),
+            Dir::Ingress => (&gc.ingress, &cc.ingress),
+        };
+        g.drop(reason, 1);
+        c.drop(reason, 1);
+    }
+
+    fn tx_error(&self, e: io::Error, conn: usize, dir: Dir) {
+        self.count_drop(DropReason::TxError, conn, dir);
+        // EIO: the circuit's interface is down. Withdraw its routes now rather than at the link
+        // watcher's next look, so that traffic moves to the next best route at once; the
+        // watcher restores them when the link is back.
+        let c = &self.connections[conn];
+        if dir == Dir::Egress
+            && c.tunnel.is_none()
+            && e.raw_os_error() == Some(libc::EIO)
+            && c.up.swap(false, Ordering::Relaxed)
+        {
+            tracing::warn!(connection = %c.name, "circuit write failed (link down): routes withdrawn");
+        }
+        tracing::trace!(error = %e, "write failed");
+    }
+}
+
+/// Writes a packet to a TUN, or its fragments (without offload: a zero virtio header).
+fn send_tun(
+    tun: &Tun,
+    bytes: &[u8],
+    frag_mtu: Option<usize>,
+    tx: &mut TxBuffers,
+) -> Result<(), TxFail> {
+    let Some(mtu) = frag_mtu else {
+        return tun.write(bytes).map(|_| ()).map_err(TxFail::Io);
+    };
+    let staging = &mut tx.out;
+    staging[..VNET_HDR_LEN].fill(0);
+    let mut result = Ok(());
+    let made = fragment_v4(&bytes[VNET_HDR_LEN..], mtu, &mut tx.frag, |f| {
+        staging[VNET_HDR_LEN..VNET_HDR_LEN + f.len()].copy_from_slice(f);
+        if let Err(e) = tun.write(&staging[..VNET_HDR_LEN + f.len()]) {
+            result = Err(TxFail::Io(e));
+        }
+    });
+    if made.is_none() {
+        // The engine checked the MTU; this guards against a bug, counted rather than a panic.
+        return Err(TxFail::Io(io::Error::other("fragmentation failed")));
+    }
+    result
+}
+
+/// Seals a packet into the tunnel: a super-packet segment by segment, a fragmented packet
+/// fragment by fragment (inner fragmentation before encryption), anything else whole.
+fn send_tunnel(
+    t: &TunnelTx,
+    bytes: &[u8],
+    frag_mtu: Option<usize>,
+    tx: &mut TxBuffers,
+) -> Result<(), TxFail> {
+    let Some(v) = VirtioHdr::parse(bytes) else {
+        return Err(TxFail::Drop(DropReason::MalformedVirtio));
+    };
+    let pkt = &bytes[VNET_HDR_LEN..];
+    let TxBuffers { frag, seal, .. } = tx;
+    let mut result = Ok(());
+    if let Some(mtu) = frag_mtu {
+        // The engine completed any offloaded checksum before asking for fragments.
+        let made = fragment_v4(pkt, mtu, frag, |f| {
+            if let Err(e) = t.seal_send(f, None, seal) {
+                result = Err(e);
+            }
+        });
+        if made.is_none() {
+            return Err(TxFail::Io(io::Error::other("fragmentation failed")));
+        }
+        return result;
+    }
+    if v.is_gso() {
+        let s =
+            IpSummary::parse(pkt, false).map_err(|_| TxFail::Drop(DropReason::MalformedVirtio))?;
+        segment_tcp(pkt, &s, &v, frag, |segment| {
+            if result.is_ok() {
+                result = t.seal_send(segment, None, seal);
+            }
+        })
+        .map_err(|_| TxFail::Drop(DropReason::MalformedVirtio))?;
+        return result;
+    }
+    t.seal_send(pkt, Some(&v), seal)
+}
+
+/// Inputs of the tunnel ingress worker.
+pub(crate) struct TunnelInputs {
+    pub sockets: Vec<Arc<UdpSocket>>,
+    pub inbound: Inbound,
+    /// Per connection index: the tunnel's sender (for ICMP errors back to the peer).
+    pub senders: Vec<Option<Arc<TunnelTx>>>,
+    /// The Vpn gateway (counts datagrams that match no tunnel).
+    pub gateway: usize,
+    pub vnet: Arc<Tun>,
+}
+
+impl Worker {
+    /// The tunnel ingress loop: ESP-in-UDP datagrams from the underlay are opened by the SA
+    /// their SPI names, their inner packets go through the ingress pipeline to the VNet TUN.
+    pub fn run_tunnels(
+        self,
+        mut t: TunnelInputs,
+        bits_per_sec: u64,
+        policy: BurstPolicy,
+        mut ing: Ingress,
+    ) {
+        let mut b = Buffers::new();
+        let mut held = Held::new(bits_per_sec, &policy);
+        let mut rb = RecvBatch::new(UDP_BATCH, UDP_BUF);
+        let mut ready = vec![false; t.sockets.len() + 1];
+        let sockets = t.sockets.clone();
+        let mut fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|s| s.as_fd()).collect();
+        fds.push(self.waker.as_fd());
+        let vnet_out = [Output::Tun(t.vnet.clone())];
+        let output = |_: usize| -> &Output { &vnet_out[0] };
+        let gw = self.gateways[t.gateway].clone();
+        while self.wait(&fds, &mut ready, held.next_release()) {
+            self.release(&mut held, &mut b, &output, Dir::Ingress);
+            for (si, socket) in sockets.iter().enumerate() {
+                if !ready[si] {
+                    continue;
+                }
+                for _ in 0..(BATCH / UDP_BATCH).max(1) {
+                    let n = match rb.recv(socket) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "underlay receive failed");
+                            std::thread::sleep(Duration::from_millis(10));
+                            break;
+                        }
+                    };
+                    for i in 0..n {
+                        if rb.truncated(i) {
+                            gw.ingress.drop(DropReason::EspMalformed, 1);
+                            continue;
+                        }
+                        let (data, _src, _) = rb.packet(i);
+                        self.tunnel_datagram(data, &mut t, &mut ing, &mut held, &mut b, &gw);
+                    }
+                    if n < UDP_BATCH {
+                        break;
+                    }
+                }
+            }
+            self.release(&mut held, &mut b, &output, Dir::Ingress);
+        }
+    }
+
+    fn tunnel_datagram(
+        &self,
+        data: &mut [u8],
+        t: &mut TunnelInputs,
+        ing: &mut Ingress,
+        held: &mut Held,
+        b: &mut Buffers,
+        gw: &PathCounters,
+    ) {
+        let spi = match classify_udp4500(data) {
+            Some(Udp4500::Esp { spi }) => spi,
+            Some(Udp4500::Keepalive) => return,
+            // IKE (non-ESP marker) is not negotiated by this version; too short to be ESP.
+            Some(Udp4500::Ike(_)) | None => {
+                gw.ingress.drop(DropReason::EspMalformed, 1);
+                return;
+            }
+        };
+        let Some(entry) = t.inbound.get(spi) else {
+            gw.ingress.drop(DropReason::EspNoSa, 1);
+            return;
+        };
+        let conn = entry.conn;
+        let opened = match entry.sa.open(data) {
+            Ok(o) => o,
+            Err(e) => {
+                self.count_drop(open_drop(e), conn, Dir::Ingress);
+                return;
+            }
+        };
+        entry
+            .esp
+            .in_seq
+            .store(entry.sa.window().top(), Ordering::Relaxed);
+        let start = opened.inner.start;
+        if start < VNET_HDR_LEN {
+            self.count_drop(DropReason::EspMalformed, conn, Dir::Ingress);
+            return;
+        }
+        // The inner packet goes to the TUN with a zero virtio header, written over the ESP
+        // header and IV in front of it.
+        data[start - VNET_HDR_LEN..start].fill(0);
+        let now = self.now();
+        let plain = VirtioHdr::default();
+        let verdict = ing.process(
+            now,
+            conn,
+            &plain,
+            &mut data[opened.inner.clone()],
+            &mut b.reply[VNET_HDR_LEN..],
+        );
+        let (len, at, frag) = match verdict {
+            Verdict::Forward { len, at, .. } => (len, at, None),
+            Verdict::Fragment { len, mtu, at, .. } => (len, at, Some(mtu)),
+            Verdict::Reply { len } => {
+                // An ICMP error or echo reply about an inner packet goes back through the tunnel.
+                if let Some(Some(tx)) = t.senders.get(conn) {
+                    let reply = &b.reply[VNET_HDR_LEN..VNET_HDR_LEN + len];
+                    if let Err(TxFail::Drop(r)) = tx.seal_send(reply, None, &mut b.tx.seal) {
+                        self.count_drop(r, conn, Dir::Egress);
+                    }
+                }
+                return;
+            }
+            Verdict::Drop(_) => return,
+        };
+        let bytes = &data[start - VNET_HDR_LEN..start + len];
+        if held.is_empty() && at <= now {
+            let out = Output::Tun(t.vnet.clone());
+            self.send(&out, bytes, frag, &mut b.tx, conn, Dir::Ingress);
+        } else if !held.push(bytes, conn, at, frag) {
+            self.count_drop(DropReason::ShapedBps, conn, Dir::Ingress);
+        }
+    }
+}

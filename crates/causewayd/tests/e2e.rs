@@ -80,6 +80,154 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// iperf3 from a client in `client_ns` to a one-off server in `server_ns` listening on `dst`
+/// (or the reverse direction with `-R`); the receiver's Mbit/s.
+fn iperf3(client_ns: &str, server_ns: &str, dst: &str, secs: u32, reverse: bool) -> f64 {
+    let port = 5300 + (NEXT.fetch_add(1, Ordering::SeqCst) % 500) as u16;
+    let port_s = port.to_string();
+    let mut server = Command::new("ip")
+        .args([
+            "netns", "exec", server_ns, "iperf3", "-s", "-1", "-p", &port_s,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("iperf3 server (is iperf3 installed? scripts/deps.sh installs it)");
+    std::thread::sleep(Duration::from_millis(300));
+    let secs_s = secs.to_string();
+    let mut args = vec![
+        "netns",
+        "exec",
+        client_ns,
+        "iperf3",
+        "-c",
+        dst,
+        "-p",
+        &port_s,
+        "-t",
+        &secs_s,
+        "-J",
+        "--connect-timeout",
+        "3000",
+    ];
+    if reverse {
+        args.push("-R");
+    }
+    let out = run(Command::new("ip").args(&args));
+    let _ = server.kill();
+    let _ = server.wait();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("iperf3 JSON: {e}: {}", text(&out)));
+    let bps = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no receiver rate in iperf3 output: {v}"));
+    bps / 1e6
+}
+
+/// Removes namespaces (killing what runs inside them first).
+fn remove_namespaces<'a>(names: impl IntoIterator<Item = &'a String>) {
+    for ns in names {
+        if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
+            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", ns]).status();
+    }
+}
+
+/// A running `causewayd` (optionally inside a network namespace), stopped on drop.
+struct Daemon {
+    child: Option<Child>,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon and waits until its control socket answers.
+    fn start(config: &Path, socket: &Path, log: &Path, netns: Option<&str>) -> Daemon {
+        let file = std::fs::File::create(log).unwrap();
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(daemon_bin());
+                c
+            }
+            None => Command::new(daemon_bin()),
+        };
+        let child = cmd
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start causewayd");
+        let mut d = Daemon {
+            child: Some(child),
+            socket: socket.to_owned(),
+            log: log.to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if causeway_api::call(&d.socket, &Request::Status, Duration::from_secs(2)).is_ok() {
+                return d;
+            }
+            if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("causewayd exited ({st}) at start:\n{}", d.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "causewayd did not answer within 10 s:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn stats(&self) -> Stats {
+        let r = causeway_api::call(&self.socket, &Request::Stats, Duration::from_secs(5)).unwrap();
+        r.stats.expect("stats in response")
+    }
+
+    fn status(&self) -> Status {
+        let r = causeway_api::call(&self.socket, &Request::Status, Duration::from_secs(5)).unwrap();
+        r.status.expect("status in response")
+    }
+
+    /// Stops the daemon with SIGTERM and returns how long it took.
+    fn stop(&mut self) -> Duration {
+        let t = Instant::now();
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if c.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        t.elapsed()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// One lab: namespaces, config, running daemon. Dropping it stops the daemon and removes
 /// everything.
 struct Lab {
@@ -91,7 +239,7 @@ struct Lab {
     dir: PathBuf,
     socket: PathBuf,
     config: PathBuf,
-    daemon: Option<Child>,
+    daemon: Option<Daemon>,
 }
 
 struct LabSpec<'a> {
@@ -191,34 +339,16 @@ mtu = {mtu}
     }
 
     fn start(&mut self) {
-        let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
-        let child = Command::new(daemon_bin())
-            .arg("--config")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start causewayd");
-        self.daemon = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if causeway_api::call(&self.socket, &Request::Status, Duration::from_secs(2)).is_ok() {
-                return;
-            }
-            if let Some(st) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
-                panic!("causewayd exited ({st}) at start:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "causewayd did not answer within 10 s:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.daemon = Some(Daemon::start(
+            &self.config,
+            &self.socket,
+            &self.dir.join("daemon.log"),
+            None,
+        ));
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+        self.daemon.as_ref().map(Daemon::log).unwrap_or_default()
     }
 
     fn ns(&self, ns: &str, args: &[&str]) -> Output {
@@ -233,14 +363,16 @@ mtu = {mtu}
         self.ns(&self.onprem, args)
     }
 
+    fn daemon(&self) -> &Daemon {
+        self.daemon.as_ref().expect("the lab's daemon runs")
+    }
+
     fn stats(&self) -> Stats {
-        let r = causeway_api::call(&self.socket, &Request::Stats, Duration::from_secs(5)).unwrap();
-        r.stats.expect("stats in response")
+        self.daemon().stats()
     }
 
     fn status(&self) -> Status {
-        let r = causeway_api::call(&self.socket, &Request::Status, Duration::from_secs(5)).unwrap();
-        r.status.expect("status in response")
+        self.daemon().status()
     }
 
     fn drops(&self, f: impl Fn(&Stats) -> &causeway_api::DirStats, reason: &str) -> u64 {
@@ -249,88 +381,20 @@ mtu = {mtu}
 
     /// Stops the daemon with SIGTERM and returns how long it took.
     fn stop(&mut self) -> Duration {
-        let t = Instant::now();
-        if let Some(mut c) = self.daemon.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                if c.try_wait().unwrap().is_some() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        t.elapsed()
+        self.daemon.take().map_or(Duration::ZERO, |mut d| d.stop())
     }
 
     /// iperf3 from the VNet host to the on-premises host (or reverse); receiver Mbit/s.
     fn iperf(&self, secs: u32, reverse: bool, v6: bool) -> f64 {
-        let port = 5300 + (NEXT.fetch_add(1, Ordering::SeqCst) % 500) as u16;
-        let port_s = port.to_string();
-        let mut server = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.onprem,
-                "iperf3",
-                "-s",
-                "-1",
-                "-p",
-                &port_s,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("iperf3 server (is iperf3 installed? scripts/deps.sh installs it)");
-        std::thread::sleep(Duration::from_millis(300));
-        let secs_s = secs.to_string();
         let dst = if v6 { "fd00:2::10" } else { "10.2.0.10" };
-        let mut args = vec![
-            "iperf3",
-            "-c",
-            dst,
-            "-p",
-            &port_s,
-            "-t",
-            &secs_s,
-            "-J",
-            "--connect-timeout",
-            "3000",
-        ];
-        if reverse {
-            args.push("-R");
-        }
-        let out = self.in_vnet(&args);
-        let _ = server.kill();
-        let _ = server.wait();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("iperf3 JSON: {e}: {}", text(&out)));
-        let bps = v["end"]["sum_received"]["bits_per_second"]
-            .as_f64()
-            .unwrap_or_else(|| panic!("no receiver rate in iperf3 output: {v}"));
-        bps / 1e6
+        iperf3(&self.vnet, &self.onprem, dst, secs, reverse)
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
         self.stop();
-        for ns in std::iter::once(&self.vnet).chain(&self.onprems) {
-            // Kill anything left in the namespace (iperf3), then remove it.
-            if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-KILL", pid]).status();
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
+        remove_namespaces(std::iter::once(&self.vnet).chain(&self.onprems));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -745,4 +809,580 @@ fn highest_weight_wins_and_a_down_circuit_fails_over_and_back() {
         s.gateways[0].connections[1].ingress.packets, 8,
         "replies came back on circuit-2"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// VPN: two daemons, each a Vpn gateway, joined by a veth underlay.
+//
+//   <base>-vnet (10.1.0.10, TUN of A)   <base>-gwa (daemon A, 192.0.2.1) ==veth== <base>-gwb
+//   (daemon B, 192.0.2.2)   <base>-onprem (10.3.0.10, TUN of B)
+//
+// Daemon B is "the on-premises VPN device": its own VNet is the on-premises network 10.3/16.
+// With `circuit`, A also has an ExpressRoute gateway whose circuit reaches another host with the
+// same address 10.3.0.10 in <base>-er, offering the same prefix: the circuit wins, the tunnel is
+// the backup.
+
+const KEY_AB: &str = "1111111111111111111111111111111111111111111111111111111111111111aabbccdd";
+const KEY_BA: &str = "2222222222222222222222222222222222222222222222222222222222222222eeff0011";
+
+struct VpnSpec<'a> {
+    sku: &'a str,
+    /// The key B expects from A (`KEY_AB` unless a test wants the wrong one).
+    b_in_key: &'a str,
+    circuit: bool,
+    tunnel_mtu: u32,
+}
+
+impl Default for VpnSpec<'_> {
+    fn default() -> Self {
+        VpnSpec {
+            sku: "VpnGw1",
+            b_in_key: KEY_AB,
+            circuit: false,
+            tunnel_mtu: 1400,
+        }
+    }
+}
+
+struct VpnLab {
+    vnet: String,
+    gwa: String,
+    gwb: String,
+    onprem: String,
+    er: Option<String>,
+    dir: PathBuf,
+    a: Option<Daemon>,
+    b: Option<Daemon>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn vpn_config(
+    vnet_space: &str,
+    vnet_netns: &str,
+    vnet_addr: &str,
+    socket: &Path,
+    gateways: &str,
+    local: &str,
+    peer: &str,
+    remote: &str,
+    out: (&str, &str),
+    inn: (&str, &str),
+    mtu: u32,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+[vnet]
+name = "vnet"
+address_space = ["{vnet_space}"]
+gateway_subnet = "{gw_subnet}"
+[vnet.interface]
+name = "cw-vnet0"
+netns = "{vnet_netns}"
+addresses = ["{vnet_addr}"]
+[control]
+socket = "{socket}"
+{gateways}
+[[connection]]
+name = "s2s-1"
+gateway = "vpn-gw"
+type = "IPsec"
+local_address = "{local}"
+peer_address = "{peer}"
+prefixes = ["{remote}"]
+mtu = {mtu}
+[connection.manual_sa]
+esp = "aes256gcm16"
+out_spi = {out_spi}
+out_key = "{out_key}"
+in_spi = {in_spi}
+in_key = "{in_key}"
+{extra}
+"#,
+        gw_subnet = vnet_space.replace(".0.0/16", ".255.0/27"),
+        socket = socket.display(),
+        out_spi = out.0,
+        out_key = out.1,
+        in_spi = inn.0,
+        in_key = inn.1,
+    )
+}
+
+impl VpnLab {
+    fn new(spec: VpnSpec) -> VpnLab {
+        require_root();
+        remove_stale();
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let base = format!("{PREFIX}{}x{n}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("{base}-vpn"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut lab = VpnLab {
+            vnet: format!("{base}-vnet"),
+            gwa: format!("{base}-gwa"),
+            gwb: format!("{base}-gwb"),
+            onprem: format!("{base}-onprem"),
+            er: spec.circuit.then(|| format!("{base}-er")),
+            dir,
+            a: None,
+            b: None,
+        };
+        for ns in lab.namespaces() {
+            let o = run(Command::new("ip").args(["netns", "add", ns]));
+            assert!(o.status.success(), "ip netns add {ns}: {}", text(&o));
+            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
+        }
+        // The underlay: a veth pair made inside the two gateway namespaces.
+        let o = run(Command::new("ip").args([
+            "-n", &lab.gwa, "link", "add", "ula", "type", "veth", "peer", "name", "ulb", "netns",
+            &lab.gwb,
+        ]));
+        assert!(o.status.success(), "veth: {}", text(&o));
+        for (ns, dev, addr) in [
+            (&lab.gwa, "ula", "192.0.2.1/24"),
+            (&lab.gwb, "ulb", "192.0.2.2/24"),
+        ] {
+            run(Command::new("ip").args(["-n", ns, "addr", "add", addr, "dev", dev]));
+            run(Command::new("ip").args(["-n", ns, "link", "set", dev, "up"]));
+        }
+        let (sa, sb) = (lab.dir.join("a.sock"), lab.dir.join("b.sock"));
+        let mut gateways_a = String::from("[[gateway]]\nname = \"vpn-gw\"\ntype = \"Vpn\"\n");
+        gateways_a.push_str(&format!("sku = \"{}\"\n", spec.sku));
+        let mut extra_a = String::new();
+        if let Some(er) = &lab.er {
+            gateways_a.push_str(
+                "[[gateway]]\nname = \"er-gw\"\ntype = \"ExpressRoute\"\nsku = \"Standard\"\n",
+            );
+            extra_a = format!(
+                "[[connection]]\nname = \"circuit-1\"\ngateway = \"er-gw\"\ntype = \"ExpressRoute\"\n\
+                 prefixes = [\"10.3.0.0/16\"]\n[connection.interface]\nname = \"cw-er0\"\n\
+                 netns = \"{er}\"\naddresses = [\"10.3.0.10/16\"]\n"
+            );
+        }
+        let a = vpn_config(
+            "10.1.0.0/16",
+            &lab.vnet,
+            "10.1.0.10/16",
+            &sa,
+            &gateways_a,
+            "192.0.2.1",
+            "192.0.2.2",
+            "10.3.0.0/16",
+            ("0x1001", KEY_AB),
+            ("0x2002", KEY_BA),
+            spec.tunnel_mtu,
+            &extra_a,
+        );
+        let gateways_b = format!(
+            "[[gateway]]\nname = \"vpn-gw\"\ntype = \"Vpn\"\nsku = \"{}\"\n",
+            spec.sku
+        );
+        let b = vpn_config(
+            "10.3.0.0/16",
+            &lab.onprem,
+            "10.3.0.10/16",
+            &sb,
+            &gateways_b,
+            "192.0.2.2",
+            "192.0.2.1",
+            "10.1.0.0/16",
+            ("0x2002", KEY_BA),
+            ("0x1001", spec.b_in_key),
+            spec.tunnel_mtu,
+            "",
+        );
+        let (ca, cb) = (lab.dir.join("a.toml"), lab.dir.join("b.toml"));
+        std::fs::write(&ca, a).unwrap();
+        std::fs::write(&cb, b).unwrap();
+        lab.a = Some(Daemon::start(
+            &ca,
+            &sa,
+            &lab.dir.join("a.log"),
+            Some(&lab.gwa),
+        ));
+        lab.b = Some(Daemon::start(
+            &cb,
+            &sb,
+            &lab.dir.join("b.log"),
+            Some(&lab.gwb),
+        ));
+        lab
+    }
+
+    fn namespaces(&self) -> Vec<&String> {
+        let mut v = vec![&self.vnet, &self.gwa, &self.gwb, &self.onprem];
+        v.extend(self.er.iter());
+        v
+    }
+
+    fn a(&self) -> &Daemon {
+        self.a.as_ref().unwrap()
+    }
+
+    fn b(&self) -> &Daemon {
+        self.b.as_ref().unwrap()
+    }
+
+    fn ping(&self, args: &[&str]) -> String {
+        let mut a = vec!["netns", "exec", &self.vnet, "ping", "-n", "-W", "1"];
+        a.extend_from_slice(args);
+        text(&run(Command::new("ip").args(&a)))
+    }
+}
+
+impl Drop for VpnLab {
+    fn drop(&mut self) {
+        drop(self.a.take());
+        drop(self.b.take());
+        let names: Vec<String> = self.namespaces().into_iter().cloned().collect();
+        remove_namespaces(&names);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One UDP datagram of a pcap capture (Ethernet, IPv4).
+struct Datagram {
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    payload: Vec<u8>,
+}
+
+/// Reads a classic pcap file of an Ethernet capture: every IPv4 packet as (protocol, datagram
+/// when UDP).
+fn read_pcap(path: &Path) -> Vec<(u8, Option<Datagram>)> {
+    let data = std::fs::read(path).expect("pcap file");
+    assert!(data.len() >= 24, "pcap too short");
+    assert_eq!(
+        u32::from_le_bytes(data[20..24].try_into().unwrap()),
+        1,
+        "Ethernet link type"
+    );
+    let mut out = Vec::new();
+    let mut i = 24;
+    while i + 16 <= data.len() {
+        let incl = u32::from_le_bytes(data[i + 8..i + 12].try_into().unwrap()) as usize;
+        let frame = &data[i + 16..(i + 16 + incl).min(data.len())];
+        i += 16 + incl;
+        if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
+            continue;
+        }
+        let ip = &frame[14..];
+        let ihl = usize::from(ip[0] & 0xf) * 4;
+        let proto = ip[9];
+        let dg = (proto == 17 && ip.len() >= ihl + 8).then(|| Datagram {
+            src: ip[12..16].try_into().unwrap(),
+            dst: ip[16..20].try_into().unwrap(),
+            sport: u16::from_be_bytes([ip[ihl], ip[ihl + 1]]),
+            dport: u16::from_be_bytes([ip[ihl + 2], ip[ihl + 3]]),
+            payload: ip[ihl + 8..].to_vec(),
+        });
+        out.push((proto, dg));
+    }
+    out
+}
+
+/// tcpdump on the underlay interface of daemon A; stopped by `finish`.
+struct Capture {
+    child: Child,
+    file: PathBuf,
+}
+
+impl Capture {
+    fn start(lab: &VpnLab) -> Capture {
+        let file = lab.dir.join("underlay.pcap");
+        let log_path = lab.dir.join("tcpdump.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.gwa,
+                "tcpdump",
+                "--immediate-mode",
+                "-i",
+                "ula",
+                "-U",
+                "-n",
+                "-s",
+                "2000",
+                "-w",
+            ])
+            .arg(&file)
+            .arg("ip")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("tcpdump (scripts/deps.sh installs it)");
+        // Wait until tcpdump says it listens, so that no packet is missed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if said.contains("listening on") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "tcpdump did not start: {said}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Capture { child, file }
+    }
+
+    fn finish(mut self) -> Vec<(u8, Option<Datagram>)> {
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        read_pcap(&self.file)
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tunnel_stats(d: &Daemon) -> causeway_api::ConnectionStats {
+    let s = d.stats();
+    s.gateways
+        .iter()
+        .flat_map(|g| g.connections.iter())
+        .find(|c| c.name == "s2s-1")
+        .cloned()
+        .expect("s2s-1 in stats")
+}
+
+#[test]
+fn tunnel_carries_ping_and_the_underlay_sees_only_esp() {
+    let lab = VpnLab::new(VpnSpec::default());
+    let cap = Capture::start(&lab);
+    // A recognisable payload: the ping pattern fills the ICMP data.
+    let t = lab.ping(&[
+        "-c",
+        "5",
+        "-i",
+        "0.2",
+        "-s",
+        "300",
+        "-p",
+        "c0ffeec0ffee5a5a",
+        "10.3.0.10",
+    ]);
+    assert!(
+        t.contains("5 received"),
+        "{t}\nA:\n{}\nB:\n{}",
+        lab.a().log(),
+        lab.b().log()
+    );
+    let packets = cap.finish();
+    let esp: Vec<&Datagram> = packets.iter().filter_map(|(_, d)| d.as_ref()).collect();
+    assert!(
+        esp.len() >= 10,
+        "5 requests and 5 replies on the underlay, saw {}",
+        esp.len()
+    );
+    for (proto, d) in &packets {
+        assert_eq!(*proto, 17, "only UDP on the underlay");
+        let d = d.as_ref().unwrap();
+        assert_eq!((d.sport, d.dport), (4500, 4500));
+        assert!(
+            !d.payload
+                .windows(6)
+                .any(|w| w == [0xc0, 0xff, 0xee, 0xc0, 0xff, 0xee]),
+            "plaintext payload seen on the underlay"
+        );
+    }
+    let a = tunnel_stats(lab.a());
+    let esp_a = a.esp.expect("ESP state");
+    assert_eq!(esp_a.out_spi, 0x1001);
+    assert!(esp_a.out_seq >= 5 && esp_a.in_seq >= 5, "{esp_a:?}");
+    assert!(a.egress.packets >= 5 && a.ingress.packets >= 5);
+    let st = lab.a().status();
+    let c = &st.gateways[0].connections[0];
+    assert_eq!(c.state, "Connected");
+    let tunnel = c.tunnel.as_ref().unwrap();
+    assert_eq!(tunnel.peer, "192.0.2.2:4500");
+    // Keys never appear in status or stats.
+    let all = format!("{st:?}{:?}", lab.a().stats());
+    assert!(!all.contains("1111111111") && !all.contains("2222222222"));
+}
+
+#[test]
+fn replayed_modified_and_unknown_esp_packets_are_dropped_and_counted() {
+    let lab = VpnLab::new(VpnSpec::default());
+    let cap = Capture::start(&lab);
+    let t = lab.ping(&["-c", "3", "-i", "0.2", "10.3.0.10"]);
+    assert!(t.contains("3 received"), "{t}");
+    let packets = cap.finish();
+    // An ESP packet from B to A (an echo reply).
+    let from_b = packets
+        .iter()
+        .filter_map(|(_, d)| d.as_ref())
+        .find(|d| d.src == [192, 0, 2, 2] && d.dst == [192, 0, 2, 1])
+        .unwrap_or_else(|| {
+            let seen: Vec<_> = packets
+                .iter()
+                .map(|(p, d)| (p, d.as_ref().map(|d| (d.src, d.dst, d.sport, d.dport))))
+                .collect();
+            panic!(
+                "no captured ESP packet from B among {seen:?}; tcpdump: {}",
+                std::fs::read_to_string(lab.dir.join("tcpdump.log")).unwrap_or_default()
+            )
+        });
+    let before = tunnel_stats(lab.a());
+    // Send datagrams from B's namespace as if from the peer.
+    let sock = causeway_sys::netns::run_in(&lab.gwb, || std::net::UdpSocket::bind("192.0.2.2:0"))
+        .unwrap()
+        .unwrap();
+    let to_a = "192.0.2.1:4500";
+    sock.send_to(&from_b.payload, to_a).unwrap();
+    let mut modified = from_b.payload.clone();
+    let mid = modified.len() / 2;
+    modified[mid] ^= 0x01;
+    // A new sequence number so that the replay check passes and the ICV has to decide.
+    modified[4..8].copy_from_slice(&1_000u32.to_be_bytes());
+    sock.send_to(&modified, to_a).unwrap();
+    let mut unknown = from_b.payload.clone();
+    unknown[0..4].copy_from_slice(&0x0bad_0badu32.to_be_bytes());
+    sock.send_to(&unknown, to_a).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = tunnel_stats(lab.a());
+    assert_eq!(
+        after.ingress.drops["esp_replayed"] - before.ingress.drops["esp_replayed"],
+        1
+    );
+    assert_eq!(
+        after.ingress.drops["esp_auth_failed"] - before.ingress.drops["esp_auth_failed"],
+        1
+    );
+    assert_eq!(
+        after.ingress.packets, before.ingress.packets,
+        "nothing delivered"
+    );
+    let gw = &lab.a().stats().gateways[0];
+    assert_eq!(gw.ingress.drops["esp_no_sa"], 1);
+    // The tunnel still works after the forgery (the window did not move).
+    let t = lab.ping(&["-c", "2", "-i", "0.2", "10.3.0.10"]);
+    assert!(t.contains("2 received"), "{t}");
+}
+
+#[test]
+fn wrong_keys_deliver_nothing_and_are_counted() {
+    let lab = VpnLab::new(VpnSpec {
+        b_in_key: "3333333333333333333333333333333333333333333333333333333333333333aabbccdd",
+        ..VpnSpec::default()
+    });
+    let t = lab.ping(&["-c", "3", "-i", "0.2", "10.3.0.10"]);
+    assert!(t.contains(" 0 received"), "{t}");
+    let b = tunnel_stats(lab.b());
+    assert_eq!(b.ingress.drops["esp_auth_failed"], 3);
+    assert_eq!(b.ingress.packets, 0, "nothing reached B's side");
+    assert_eq!(b.esp.unwrap().in_seq, 0, "the replay window never moved");
+}
+
+#[test]
+fn the_tunnel_handles_too_big_packets_like_a_circuit() {
+    let lab = VpnLab::new(VpnSpec::default());
+    // 1472 bytes of ICMP data: a 1500-byte packet over the 1400-byte tunnel MTU.
+    let t = lab.ping(&["-c", "1", "-M", "do", "-s", "1472", "10.3.0.10"]);
+    assert!(
+        t.contains("From 10.1.255.4") && t.contains("mtu = 1400"),
+        "{t}"
+    );
+    // DF clear: fragmented before encryption, reassembled by the far host, answered.
+    let t = lab.ping(&[
+        "-c",
+        "2",
+        "-i",
+        "0.3",
+        "-M",
+        "dont",
+        "-s",
+        "1472",
+        "10.3.0.10",
+    ]);
+    assert!(t.contains("2 received"), "{t}");
+    let a = tunnel_stats(lab.a());
+    assert_eq!(a.egress.drops["too_big"], 1);
+    assert!(
+        a.egress.packets >= 4,
+        "two fragments per request: {:?}",
+        a.egress
+    );
+}
+
+#[test]
+fn a_circuit_wins_over_a_tunnel_for_the_same_prefix_which_is_its_backup() {
+    let lab = VpnLab::new(VpnSpec {
+        circuit: true,
+        ..VpnSpec::default()
+    });
+    let er = lab.er.clone().unwrap();
+    let counts = || {
+        let s = lab.a().stats();
+        let find = |name: &str| {
+            s.gateways
+                .iter()
+                .flat_map(|g| g.connections.iter())
+                .find(|c| c.name == name)
+                .map(|c| c.egress.packets)
+                .unwrap()
+        };
+        (find("circuit-1"), find("s2s-1"))
+    };
+    let t = lab.ping(&["-c", "3", "-i", "0.2", "10.3.0.10"]);
+    assert!(t.contains("3 received"), "{t}");
+    assert_eq!(counts(), (3, 0), "the circuit carries the shared prefix");
+    run(Command::new("ip").args(["-n", &er, "link", "set", "cw-er0", "down"]));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lab
+        .a()
+        .status()
+        .gateways
+        .iter()
+        .flat_map(|g| g.connections.iter())
+        .any(|c| c.name == "circuit-1" && c.routed)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the circuit's routes were never withdrawn"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t = lab.ping(&["-c", "3", "-i", "0.2", "10.3.0.10"]);
+    assert!(t.contains("3 received"), "{t}");
+    assert_eq!(
+        counts(),
+        (3, 3),
+        "the tunnel is the backup while the circuit is down"
+    );
+    run(Command::new("ip").args(["-n", &er, "link", "set", "cw-er0", "up"]));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !lab
+        .a()
+        .status()
+        .gateways
+        .iter()
+        .flat_map(|g| g.connections.iter())
+        .any(|c| c.name == "circuit-1" && c.routed)
+    {
+        assert!(Instant::now() < deadline, "the circuit never came back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t = lab.ping(&["-c", "3", "-i", "0.2", "10.3.0.10"]);
+    assert!(t.contains("3 received"), "{t}");
+    assert_eq!(counts(), (6, 3), "failback to the circuit");
+}
+
+#[test]
+fn iperf3_through_a_vpngw1_tunnel_is_held_to_650_mbit() {
+    let _g = THROUGHPUT.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = VpnLab::new(VpnSpec::default());
+    let up = iperf3(&lab.vnet, &lab.onprem, "10.3.0.10", 6, false);
+    assert_band(up, 650.0, "VpnGw1 tunnel, VNet -> on-premises");
+    let down = iperf3(&lab.vnet, &lab.onprem, "10.3.0.10", 6, true);
+    assert_band(down, 650.0, "VpnGw1 tunnel, on-premises -> VNet");
 }

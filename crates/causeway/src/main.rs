@@ -187,7 +187,14 @@ fn status_table(s: &Status) -> String {
                 c.connection_type.clone(),
                 c.state.clone(),
                 c.routing_weight.to_string(),
-                c.interface.as_ref().map_or("-".into(), link),
+                match (&c.interface, &c.tunnel) {
+                    (Some(i), _) => link(i),
+                    (None, Some(t)) => format!(
+                        "{} -> {} {} spi {:#x}/{:#x}",
+                        t.local, t.peer, t.esp.cipher, t.esp.out_spi, t.esp.in_spi
+                    ),
+                    (None, None) => "-".into(),
+                },
                 c.prefixes.join(", "),
             ]);
         }
@@ -247,7 +254,34 @@ fn stats_table(s: &Stats) -> String {
             row(format!("  connection {}", c.name), "ingress", &c.ingress);
         }
     }
-    table(&rows)
+    let mut out = table(&rows);
+    let mut esp = vec![vec![
+        "TUNNEL".to_string(),
+        "CIPHER".into(),
+        "OUT SPI".into(),
+        "OUT SEQ".into(),
+        "IN SPI".into(),
+        "IN SEQ".into(),
+    ]];
+    for g in &s.gateways {
+        for c in &g.connections {
+            if let Some(e) = &c.esp {
+                esp.push(vec![
+                    c.name.clone(),
+                    e.cipher.clone(),
+                    format!("{:#010x}", e.out_spi),
+                    e.out_seq.to_string(),
+                    format!("{:#010x}", e.in_spi),
+                    e.in_seq.to_string(),
+                ]);
+            }
+        }
+    }
+    if esp.len() > 1 {
+        out.push('\n');
+        out.push_str(&table(&esp));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -874,12 +874,12 @@ fn vpn_config(
         r#"
 [vnet]
 name = "vnet"
-address_space = ["{vnet_space}"]
+address_space = ["{vnet_space}", "{v6_space}"]
 gateway_subnet = "{gw_subnet}"
 [vnet.interface]
 name = "cw-vnet0"
 netns = "{vnet_netns}"
-addresses = ["{vnet_addr}"]
+addresses = ["{vnet_addr}", "{v6_addr}"]
 [control]
 socket = "{socket}"
 {gateways}
@@ -889,7 +889,7 @@ gateway = "vpn-gw"
 type = "IPsec"
 local_address = "{local}"
 peer_address = "{peer}"
-prefixes = ["{remote}"]
+prefixes = ["{remote}", "{remote_v6}"]
 mtu = {mtu}
 [connection.manual_sa]
 esp = "aes256gcm16"
@@ -900,6 +900,10 @@ in_key = "{in_key}"
 {extra}
 "#,
         gw_subnet = vnet_space.replace(".0.0/16", ".255.0/27"),
+        // 10.1.0.0/16 -> fd00:1::/48 and host ::10, 10.3.0.0/16 -> fd00:3::/48.
+        v6_space = format!("fd00:{}::/48", &vnet_space[3..4]),
+        v6_addr = format!("fd00:{}::10/64", &vnet_space[3..4]),
+        remote_v6 = format!("fd00:{}::/48", &remote[3..4]),
         socket = socket.display(),
         out_spi = out.0,
         out_key = out.1,
@@ -1196,6 +1200,9 @@ fn tunnel_carries_ping_and_the_underlay_sees_only_esp() {
         );
     }
     let a = tunnel_stats(lab.a());
+    // IPv6 inside the tunnel too.
+    let t = lab.ping(&["-c", "2", "-i", "0.2", "fd00:3::10"]);
+    assert!(t.contains("2 received"), "{t}");
     let esp_a = a.esp.expect("ESP state");
     assert_eq!(esp_a.out_spi, 0x1001);
     assert!(esp_a.out_seq >= 5 && esp_a.in_seq >= 5, "{esp_a:?}");

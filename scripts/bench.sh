@@ -6,24 +6,38 @@
 # One after the other, never in parallel:
 #   1. the kernel baseline (scripts/kernel-baseline.sh --json): TCP 1 stream, TCP 4 streams,
 #      UDP 64-byte datagrams (--udp64);
-#   2. Causeway: two fresh namespaces (cwb-<pid>-vnet, cwb-<pid>-onprem), a generated config
-#      (an ExpressRoute gateway, SKU ErGwScale with 40 scale units = 40 Gbit/s and 4 Mpps per
-#      direction, so that the SKU is not the limit; TUNs cw-vnet0 / cw-er0 inside the namespaces;
-#      the lab's addressing), causewayd (release build) in the background; then iperf3 TCP 1 and
-#      4 streams each way (VNet -> on-premises, and on-premises -> VNet with -R) and UDP 64-byte
-#      VNet -> on-premises. The daemon's CPU time (utime + stime of /proc/PID/stat, all threads)
-#      is read before and after each test.
+#   2. Causeway, plain path: two fresh namespaces (cwb-<pid>-vnet, cwb-<pid>-onprem), a generated
+#      config (an ExpressRoute gateway, SKU ErGwScale with 40 scale units = 40 Gbit/s and 4 Mpps
+#      per direction, so that the SKU is not the limit; TUNs cw-vnet0 / cw-er0 inside the
+#      namespaces; the lab's addressing), causewayd (release build) in the background; then
+#      iperf3 TCP 1 and 4 streams each way (VNet -> on-premises, and on-premises -> VNet with -R)
+#      and UDP 64-byte VNet -> on-premises;
+#   3. Causeway, tunnel path: two daemons joined by an IPsec tunnel (ESP in UDP 4500,
+#      aes256gcm16, manual SAs with fresh random keys), each with a Vpn gateway of SKU VpnGw5
+#      (10 Gbit/s aggregate, 2.3 Gbit/s per tunnel: one tunnel is capped at 2.3 Gbit/s per
+#      direction by the SKU). Namespaces cwb-<pid>-vnet (daemon A's TUN cw-vnet0, 10.1.0.10/16),
+#      cwb-<pid>-gwa and cwb-<pid>-gwb (the underlay: a veth pair 192.0.2.1/24 <-> 192.0.2.2/24;
+#      each daemon runs inside its own with `ip netns exec`, where it binds its UDP socket),
+#      cwb-<pid>-onprem (daemon B's TUN cw-onprem0, 10.3.0.10/16). Daemon A: VNet 10.1.0.0/16,
+#      tunnel prefixes 10.3.0.0/16; daemon B the mirror image (its VNet 10.3.0.0/16, tunnel
+#      prefixes 10.1.0.0/16, SPIs and keys swapped). The same five iperf3 tests, between
+#      10.1.0.10 and 10.3.0.10.
+# Around each Causeway test, the daemons' CPU time (utime + stime of /proc/PID/stat, all threads)
+# and counters are read before and after.
 #
 # Prints the machine, then one table (path, direction, streams, Gbit/s received, Mpps received
 # for the UDP rows, ratio to the same-run kernel figure, daemon CPU seconds per Gbit carried,
-# daemon CPU % of one core, daemon CPU ns per wire packet) and writes the same as
-# target/bench/results.json and target/bench/results.md, with the raw iperf3 JSON and the
-# daemon's log and counters in target/bench/raw/.
+# daemon CPU % of one core, daemon CPU ns per wire packet, a note: "SKU-capped" for a tunnel row
+# within 10% of the SKU's 2.3 Gbit/s per-tunnel cap; the tunnel rows' CPU figures are both
+# daemons together) and writes the same as target/bench/results.json and
+# target/bench/results.md, with the raw iperf3 JSON and the daemons' logs and counters in
+# target/bench/raw/.
 #
 # Needs root. Installs what it needs (scripts/deps.sh), builds `cargo build --release -p causewayd
 # -p causeway`. Namespaces cwb-* left by a killed run are removed first; this run's namespaces
-# are removed and the daemon stopped (SIGTERM, then SIGKILL after 2 s) on every exit, including
-# failure, Ctrl-C and SIGTERM. Every step is bounded by a timeout. Do not run it while other
+# are removed and the daemons stopped (SIGTERM, then SIGKILL after 2 s) on every exit, including
+# failure, Ctrl-C and SIGTERM. Every step is bounded by a timeout. A tunnel path that cannot be
+# set up is reported as failed rows after the others (exit status 1). Do not run it while other
 # heavy work (tests, builds) runs on the machine: the figures would mean little.
 set -euo pipefail
 
@@ -67,27 +81,34 @@ valid_name "$prefix-k-onprem" || die "namespace prefix '$prefix' is too long"
 out="${CARGO_TARGET_DIR:-$root/target}/bench"
 bin="${CARGO_TARGET_DIR:-$root/target}/release"
 tmp=""
-daemon_pid=""
+# Every causewayd started by this run (stopped on exit), and the daemons of the path under test.
+daemon_pids=()
 child_pid=""
 cleaning=0
 
-# stop_daemon : SIGTERM, up to 2 s for it to exit, then SIGKILL.
-stop_daemon() {
-    local pid="$daemon_pid" i
-    [[ -n "$pid" ]] || return 0
-    daemon_pid=""
-    if kill -0 "$pid" 2>/dev/null; then
+# stop_daemons : SIGTERM to every daemon of this run, up to 2 s for them to exit, then SIGKILL.
+stop_daemons() {
+    local pid i alive
+    ((${#daemon_pids[@]})) || return 0
+    for pid in "${daemon_pids[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 20; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
+    done
+    for ((i = 0; i < 20; i++)); do
+        alive=0
+        for pid in "${daemon_pids[@]}"; do
+            kill -0 "$pid" 2>/dev/null && alive=1
         done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for pid in "${daemon_pids[@]}"; do
         if kill -0 "$pid" 2>/dev/null; then
             log "warning: causewayd (pid $pid) still running 2 s after SIGTERM: SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
         fi
-    fi
-    wait "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    daemon_pids=()
 }
 
 # stop_child : ends the foreground step (a kernel-baseline run or an iperf3 client) if any.
@@ -112,7 +133,7 @@ cleanup() {
     cleaning=1
     trap '' INT TERM HUP
     stop_child
-    stop_daemon
+    stop_daemons
     ns_cleanup_prefix "$prefix-"
     for n in $(ns_list_prefix "$prefix-"); do
         log "warning: namespace $n left behind"

@@ -1,20 +1,35 @@
-//! Allocations per packet on the ExpressRoute hot path: must be zero.
+//! Allocations per packet on the hot paths: must be zero.
 //!
 //! Run: `cargo bench -p causeway-benches --bench alloc`
 //!
-//! A counting global allocator wraps the system one. After a warm-up, 100 000 packets go through
-//! the gateway (50 000 egress, 50 000 ingress; 64/512/1400-byte UDP and 64 KB TCP super-packets,
-//! with one packet in 1000 expiring so that the ICMP time-exceeded reply path runs too) while
-//! allocations are counted. Prints `allocations per packet: N` and exits with status 1 when N is
-//! not zero. (The pipeline resets the TTL of each reused buffer, see `causeway_benches::Packet`.)
+//! Two counters: a counting global allocator wraps the system one (every Rust allocation), and,
+//! on Linux with glibc, `malloc`, `calloc` and `realloc` are interposed by this binary and
+//! forwarded to glibc's `__libc_*` functions, so that allocations made by C code linked in (the
+//! AEAD of aws-lc, which `causeway-esp` calls) are counted too (Rust allocations reach `malloc`
+//! as well, so the C count includes them).
+//!
+//! 1. The ExpressRoute pipeline: after a warm-up, 100 000 packets go through the gateway
+//!    (50 000 egress, 50 000 ingress; 64/512/1400-byte UDP and 64 KB TCP super-packets, with one
+//!    packet in 1000 expiring so that the ICMP time-exceeded reply path runs too). (The pipeline
+//!    resets the TTL of each reused buffer, see `causeway_benches::Packet`.)
+//! 2. ESP: for each cipher (aes128gcm16, aes256gcm16, chacha20poly1305) and inner packet of 64,
+//!    512 and 1400 bytes, 11 112 round trips (100 008 in all) of `OutboundSa::seal` then
+//!    `InboundSa::open` in the same buffer, each checked (sequence number, inner packet back
+//!    byte for byte). The SAs are built before counting starts (building one allocates: its
+//!    AEAD context, its replay window).
+//!
+//! Prints `allocations per packet: N` for each part and exits with status 1 when any count is
+//! not zero.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use causeway_benches::esp::{self, CIPHERS, SIZES};
 use causeway_benches::{lab, packets, udp_v4_ttl, Dir, NOW_STEP_NS};
 use causeway_engine::pipeline::Verdict;
+use causeway_esp::HEADROOM;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
@@ -59,6 +74,106 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// `malloc`, `calloc` and `realloc` calls, from Rust and C code alike (Linux, glibc only).
+static C_ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+/// Interposes `malloc`, `calloc` and `realloc` for the whole process: the executable's own
+/// definitions win over glibc's for every caller, C code linked in statically (aws-lc) included.
+/// Each counts, then forwards to glibc's allocator under its internal name; `free` and the
+/// aligned allocation functions are glibc's own, untouched (they work on the same heap).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+mod c_malloc {
+    use core::ffi::c_void;
+    use std::sync::atomic::Ordering;
+
+    use super::C_ALLOCS;
+
+    extern "C" {
+        fn __libc_malloc(size: usize) -> *mut c_void;
+        fn __libc_calloc(n: usize, size: usize) -> *mut c_void;
+        fn __libc_realloc(ptr: *mut c_void, size: usize) -> *mut c_void;
+    }
+
+    /// # Safety
+    /// The contract of C `malloc`, passed on unchanged.
+    #[no_mangle]
+    pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+        C_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: glibc's own `malloc` under its exported internal name, same arguments.
+        unsafe { __libc_malloc(size) }
+    }
+
+    /// # Safety
+    /// The contract of C `calloc`, passed on unchanged.
+    #[no_mangle]
+    pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+        C_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: glibc's own `calloc`, same arguments.
+        unsafe { __libc_calloc(n, size) }
+    }
+
+    /// # Safety
+    /// The contract of C `realloc`: `ptr` is null or came from this heap (glibc's).
+    #[no_mangle]
+    pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+        C_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: glibc's own `realloc`; `ptr` belongs to glibc's heap (every allocation
+        // function of this process is glibc's, only counted here).
+        unsafe { __libc_realloc(ptr, size) }
+    }
+}
+
+/// True when C allocations are counted on this platform.
+const C_COUNTED: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
+
+/// Both counters at once.
+#[derive(Clone, Copy)]
+struct Counts {
+    rust: u64,
+    rust_bytes: u64,
+    c: u64,
+}
+
+impl Counts {
+    fn now() -> Counts {
+        Counts {
+            rust: ALLOCS.load(Ordering::SeqCst),
+            rust_bytes: BYTES.load(Ordering::SeqCst),
+            c: C_ALLOCS.load(Ordering::SeqCst),
+        }
+    }
+
+    fn since(self, before: Counts) -> Counts {
+        Counts {
+            rust: self.rust - before.rust,
+            rust_bytes: self.rust_bytes - before.rust_bytes,
+            c: self.c - before.c,
+        }
+    }
+
+    fn is_zero(self) -> bool {
+        self.rust == 0 && self.c == 0
+    }
+
+    fn report(self, packets: u64, what: &str) {
+        println!(
+            "{what}: Rust allocations: {} ({} bytes); C malloc/calloc/realloc calls: {}",
+            self.rust,
+            self.rust_bytes,
+            if C_COUNTED {
+                self.c.to_string()
+            } else {
+                "not counted on this platform".into()
+            }
+        );
+        println!(
+            "{what}: allocations per packet: {:.3}",
+            self.rust.max(self.c) as f64 / packets as f64
+        );
+    }
+}
+
 const PACKETS: u64 = 100_000;
 const WARM_UP: u64 = 1_000;
 
@@ -69,7 +184,8 @@ struct Tally {
     other: u64,
 }
 
-fn main() -> ExitCode {
+/// Part 1: the ExpressRoute pipeline. Ok(true) when nothing was allocated.
+fn pipeline() -> Result<bool, String> {
     let mut l = lab();
     let mut egress = packets(Dir::Egress);
     let mut ingress = packets(Dir::Ingress);
@@ -107,42 +223,143 @@ fn main() -> ExitCode {
         }
     };
 
-    // The counter itself must see allocations, or a zero below would prove nothing.
-    let probe = ALLOCS.load(Ordering::SeqCst);
-    black_box(Vec::<u8>::with_capacity(64));
-    if ALLOCS.load(Ordering::SeqCst) == probe {
-        eprintln!("alloc: the counting allocator is not installed");
-        return ExitCode::FAILURE;
-    }
-
     run(WARM_UP, &mut Tally::default());
     let mut tally = Tally::default();
-    let allocs_before = ALLOCS.load(Ordering::SeqCst);
-    let bytes_before = BYTES.load(Ordering::SeqCst);
+    let before = Counts::now();
     run(PACKETS, &mut tally);
-    let allocs = ALLOCS.load(Ordering::SeqCst) - allocs_before;
-    let bytes = BYTES.load(Ordering::SeqCst) - bytes_before;
+    let counts = Counts::now().since(before);
 
     println!(
-        "alloc: {PACKETS} packets through Egress/Ingress::process after {WARM_UP} of warm-up: \
+        "pipeline: {PACKETS} packets through Egress/Ingress::process after {WARM_UP} of warm-up: \
          {} forwarded, {} ICMP replies, {} other verdicts",
         tally.forwarded, tally.replies, tally.other
     );
-    println!("allocations: {allocs} ({bytes} bytes)");
-    println!(
-        "allocations per packet: {:.3}",
-        allocs as f64 / PACKETS as f64
-    );
+    counts.report(PACKETS, "pipeline");
     let gw = &l.gateway;
     let wire = gw.egress.packets.get() + gw.ingress.packets.get();
-    println!("wire packets counted by the gateway: {wire}");
+    println!("pipeline: wire packets counted by the gateway: {wire}");
     if tally.other != 0 || tally.replies == 0 {
-        eprintln!("alloc: unexpected verdicts (every packet should be forwarded or answered)");
+        return Err("unexpected verdicts (every packet should be forwarded or answered)".into());
+    }
+    Ok(counts.is_zero())
+}
+
+/// ESP round trips per cipher and size.
+const ESP_ROUNDS: u64 = 11_112;
+const ESP_WARM_UP: u64 = 100;
+
+/// Part 2: ESP seal + open. Ok(true) when nothing was allocated.
+fn esp_seal_open() -> Result<bool, String> {
+    // Everything that allocates is built first: SAs, buffers, the originals to compare with.
+    let mut cases: Vec<_> = CIPHERS
+        .iter()
+        .flat_map(|&c| SIZES.iter().map(move |&len| (c, len)))
+        .map(|(cipher, len)| {
+            let buf = esp::inner_buffer(len);
+            let original = buf[HEADROOM..HEADROOM + len].to_vec();
+            (
+                cipher,
+                len,
+                esp::outbound(cipher),
+                esp::inbound(cipher),
+                buf,
+                original,
+            )
+        })
+        .collect();
+    let mut failure: Option<(usize, u64)> = None;
+    let mut run = |rounds: u64, failure: &mut Option<(usize, u64)>| {
+        for (k, (_, len, tx, rx, buf, original)) in cases.iter_mut().enumerate() {
+            let len = *len;
+            for _ in 0..rounds {
+                let ok = match tx.seal(buf, HEADROOM, len, 4) {
+                    Ok(r) => match rx.open(&mut buf[r]) {
+                        Ok(o) => {
+                            Some(o.seq) == tx.next_seq().map(|n| n - 1)
+                                && o.inner == (HEADROOM..HEADROOM + len)
+                                && buf[HEADROOM..HEADROOM + len] == original[..]
+                        }
+                        Err(_) => false,
+                    },
+                    Err(_) => false,
+                };
+                if !ok && failure.is_none() {
+                    *failure = Some((k, tx.packets()));
+                }
+            }
+        }
+    };
+    run(ESP_WARM_UP, &mut failure);
+    let before = Counts::now();
+    run(ESP_ROUNDS, &mut failure);
+    let counts = Counts::now().since(before);
+
+    let total = ESP_ROUNDS * cases.len() as u64;
+    println!(
+        "esp: {total} round trips (OutboundSa::seal then InboundSa::open, in place) after \
+         {ESP_WARM_UP} per case of warm-up: 3 ciphers x 64/512/1400-byte inner packets, \
+         {ESP_ROUNDS} each, every one checked"
+    );
+    counts.report(total, "esp");
+    if let Some((k, n)) = failure {
+        let (cipher, len, ..) = &cases[k];
+        return Err(format!(
+            "ESP round trip failed: {cipher}, {len} bytes, packet {n}"
+        ));
+    }
+    Ok(counts.is_zero())
+}
+
+fn main() -> ExitCode {
+    // The counters themselves must see allocations, or a zero below would prove nothing.
+    let before = Counts::now();
+    black_box(Vec::<u8>::with_capacity(64));
+    let probe = Counts::now().since(before);
+    if probe.rust == 0 {
+        eprintln!("alloc: the counting allocator is not installed");
         return ExitCode::FAILURE;
     }
-    if allocs != 0 {
-        eprintln!("alloc: FAILED: the hot path allocated {allocs} times");
-        return ExitCode::FAILURE;
+    if C_COUNTED {
+        // Rust's allocation above went through `malloc`; building an AEAD key allocates inside
+        // aws-lc (its EVP_AEAD_CTX), through C code.
+        let before = Counts::now();
+        black_box(esp::RawAead::new(causeway_esp::Cipher::Aes256Gcm16));
+        let aws_lc = Counts::now().since(before);
+        if probe.c == 0 || aws_lc.c <= aws_lc.rust {
+            eprintln!(
+                "alloc: C allocations are not counted (malloc interposition not effective: \
+                 {} for a Vec, {} C and {} Rust for an aws-lc key)",
+                probe.c, aws_lc.c, aws_lc.rust
+            );
+            return ExitCode::FAILURE;
+        }
+        println!(
+            "counters work: a 64-byte Vec: {} Rust, {} C allocation(s); an aws-lc AES-256-GCM \
+             key: {} Rust, {} C allocation(s)",
+            probe.rust, probe.c, aws_lc.rust, aws_lc.c
+        );
     }
-    ExitCode::SUCCESS
+
+    let mut failed = false;
+    for (name, part) in [
+        ("pipeline", pipeline as fn() -> Result<bool, String>),
+        ("esp", esp_seal_open),
+    ] {
+        match part() {
+            Ok(true) => {}
+            Ok(false) => {
+                eprintln!("alloc: FAILED: the {name} hot path allocated");
+                failed = true;
+            }
+            Err(e) => {
+                eprintln!("alloc: FAILED: {name}: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -252,3 +252,147 @@ impl Lab {
 pub fn forwarded_now(v: &Verdict, now_ns: u64, len: usize) -> bool {
     matches!(*v, Verdict::Forward { len: l, at, .. } if l == len && at <= now_ns)
 }
+
+/// ESP fixtures: security-association pairs keyed alike for every cipher, inner packets in
+/// buffers with the room `OutboundSa::seal` needs, and the raw AEAD of `aws-lc-rs` keyed and
+/// fed exactly as `causeway_esp` feeds it, so that the two can be compared.
+pub mod esp {
+    use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey};
+    use causeway_esp::{
+        pad_len, sealed_len, Cipher, InboundSa, KeyMaterial, OutboundSa, HEADROOM, SALT_LEN,
+        TAILROOM, TRAILER_LEN,
+    };
+
+    use super::{udp_v4, Dir};
+
+    /// The SPI of every benchmark SA (any value above 255).
+    pub const SPI: u32 = 0x1000_0001;
+
+    /// Inner IP packet sizes (IPv4 total length) the ESP benchmarks use.
+    pub const SIZES: [usize; 3] = [64, 512, 1400];
+
+    /// The three ciphers in the order the benchmarks report them.
+    pub const CIPHERS: [Cipher; 3] = [
+        Cipher::Aes128Gcm16,
+        Cipher::Aes256Gcm16,
+        Cipher::ChaCha20Poly1305,
+    ];
+
+    /// Keying material (key || 4-byte salt) for `cipher`: bytes 1, 2, 3, ...
+    pub fn key_bytes(cipher: Cipher) -> Vec<u8> {
+        (1..=cipher.key_material_len() as u8).collect()
+    }
+
+    pub fn key(cipher: Cipher) -> KeyMaterial {
+        KeyMaterial::new(cipher, &key_bytes(cipher)).expect("key length")
+    }
+
+    /// An outbound SA (no ESN, as the daemon's default) for `cipher`.
+    pub fn outbound(cipher: Cipher) -> OutboundSa {
+        OutboundSa::new(SPI, cipher, &key(cipher), false).expect("outbound SA")
+    }
+
+    /// The matching inbound SA, with the default replay window (1024 packets).
+    pub fn inbound(cipher: Cipher) -> InboundSa {
+        InboundSa::new(SPI, cipher, &key(cipher), false, 1024).expect("inbound SA")
+    }
+
+    /// A buffer of `HEADROOM + len + TAILROOM` bytes with an IPv4 UDP packet of `len` bytes at
+    /// `HEADROOM`, ready for `OutboundSa::seal(buf, HEADROOM, len, 4)`.
+    pub fn inner_buffer(len: usize) -> Vec<u8> {
+        let inner = udp_v4(Dir::Egress, len).bytes;
+        let mut buf = vec![0u8; HEADROOM + len + TAILROOM];
+        buf[HEADROOM..HEADROOM + len].copy_from_slice(&inner);
+        buf
+    }
+
+    /// Bytes the AEAD encrypts for an inner packet of `len` bytes: the packet, its padding and
+    /// the 2-byte trailer (the ICV comes on top).
+    pub const fn encrypted_len(len: usize) -> usize {
+        len + pad_len(len) + TRAILER_LEN
+    }
+
+    /// `count` ESP packets (sequence numbers 1..=count) sealed by a fresh [`outbound`] SA from
+    /// inner packets of `len` bytes, each exactly `sealed_len(len)` bytes long: what an
+    /// [`inbound`] SA opens.
+    pub fn sealed_batch(cipher: Cipher, len: usize, count: usize) -> Vec<Vec<u8>> {
+        let mut tx = outbound(cipher);
+        (0..count)
+            .map(|_| {
+                let mut buf = inner_buffer(len);
+                let r = tx.seal(&mut buf, HEADROOM, len, 4).expect("seal");
+                assert_eq!(r.len(), sealed_len(len));
+                buf[r].to_vec()
+            })
+            .collect()
+    }
+
+    /// The AEAD of `aws-lc-rs` alone, keyed from the same material as the SAs: nonce
+    /// `salt || 64-bit sequence number` and AAD `SPI || 32-bit sequence number`, built per
+    /// packet exactly as `causeway_esp` builds them (RFC 4106, RFC 7634).
+    pub struct RawAead {
+        key: LessSafeKey,
+        salt: [u8; SALT_LEN],
+    }
+
+    impl RawAead {
+        pub fn new(cipher: Cipher) -> RawAead {
+            let material = key_bytes(cipher);
+            let (k, s) = material.split_at(cipher.key_len());
+            let algorithm = match cipher {
+                Cipher::Aes128Gcm16 => &aws_lc_rs::aead::AES_128_GCM,
+                Cipher::Aes256Gcm16 => &aws_lc_rs::aead::AES_256_GCM,
+                Cipher::ChaCha20Poly1305 => &aws_lc_rs::aead::CHACHA20_POLY1305,
+            };
+            RawAead {
+                key: LessSafeKey::new(UnboundKey::new(algorithm, k).expect("AEAD key")),
+                salt: s.try_into().expect("4-byte salt"),
+            }
+        }
+
+        #[inline(always)]
+        fn nonce_aad(&self, seq: u64) -> (Nonce, [u8; 8]) {
+            let mut n = [0u8; 12];
+            n[..SALT_LEN].copy_from_slice(&self.salt);
+            n[SALT_LEN..].copy_from_slice(&seq.to_be_bytes());
+            let mut aad = [0u8; 8];
+            aad[..4].copy_from_slice(&SPI.to_be_bytes());
+            aad[4..].copy_from_slice(&(seq as u32).to_be_bytes());
+            (Nonce::assume_unique_for_key(n), aad)
+        }
+
+        /// `seal_in_place_separate_tag` over `in_out` for packet number `seq`.
+        #[inline(always)]
+        pub fn seal(&self, seq: u64, in_out: &mut [u8]) -> Tag {
+            let (nonce, aad) = self.nonce_aad(seq);
+            self.key
+                .seal_in_place_separate_tag(nonce, Aad::from(aad), in_out)
+                .expect("AEAD seal")
+        }
+
+        /// `open_in_place` over `ciphertext || tag` for packet number `seq`; the plaintext
+        /// length, or None when the tag does not verify.
+        #[inline(always)]
+        pub fn open(&self, seq: u64, ct_and_tag: &mut [u8]) -> Option<usize> {
+            let (nonce, aad) = self.nonce_aad(seq);
+            self.key
+                .open_in_place(nonce, Aad::from(aad), ct_and_tag)
+                .ok()
+                .map(|p| p.len())
+        }
+
+        /// `count` ciphertexts with their tags appended (packet numbers 1..=count), of
+        /// `encrypted_len(len)` plaintext bytes each: what [`open`](Self::open) opens.
+        pub fn sealed_batch(&self, len: usize, count: usize) -> Vec<Vec<u8>> {
+            (1..=count as u64)
+                .map(|seq| {
+                    let mut buf =
+                        inner_buffer(len)[HEADROOM..HEADROOM + encrypted_len(len)].to_vec();
+                    let tag = self.seal(seq, &mut buf);
+                    buf.extend_from_slice(tag.as_ref());
+                    buf
+                })
+                .collect()
+        }
+    }
+}

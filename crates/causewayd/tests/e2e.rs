@@ -870,6 +870,10 @@ fn vpn_config(
     mtu: u32,
     extra: &str,
 ) -> String {
+    // 10.1.0.0/16 -> fd00:1::/48 and host ::10, 10.3.0.0/16 -> fd00:3::/48.
+    let v6_space = format!("fd00:{}::/48", &vnet_space[3..4]);
+    let v6_addr = format!("fd00:{}::10/64", &vnet_space[3..4]);
+    let remote_v6 = format!("fd00:{}::/48", &remote[3..4]);
     format!(
         r#"
 [vnet]
@@ -900,10 +904,6 @@ in_key = "{in_key}"
 {extra}
 "#,
         gw_subnet = vnet_space.replace(".0.0/16", ".255.0/27"),
-        // 10.1.0.0/16 -> fd00:1::/48 and host ::10, 10.3.0.0/16 -> fd00:3::/48.
-        v6_space = format!("fd00:{}::/48", &vnet_space[3..4]),
-        v6_addr = format!("fd00:{}::10/64", &vnet_space[3..4]),
-        remote_v6 = format!("fd00:{}::/48", &remote[3..4]),
         socket = socket.display(),
         out_spi = out.0,
         out_key = out.1,

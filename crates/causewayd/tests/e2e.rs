@@ -1393,3 +1393,33 @@ fn iperf3_through_a_vpngw1_tunnel_is_held_to_650_mbit() {
     let down = iperf3(&lab.vnet, &lab.onprem, "10.3.0.10", 6, true);
     assert_band(down, 650.0, "VpnGw1 tunnel, on-premises -> VNet");
 }
+
+#[test]
+fn icmp_errors_about_tunnel_traffic_go_back_through_the_tunnel() {
+    let lab = VpnLab::new(VpnSpec::default());
+    // From the on-premises host with TTL 2: gateway B forwards it (TTL 1) into the tunnel, and
+    // gateway A must answer "time exceeded" from its own address, sealed back to B.
+    let o = run(Command::new("ip").args([
+        "netns",
+        "exec",
+        &lab.onprem,
+        "ping",
+        "-n",
+        "-W",
+        "1",
+        "-c",
+        "1",
+        "-t",
+        "2",
+        "10.1.0.10",
+    ]));
+    let t = text(&o);
+    assert!(
+        t.contains("From 10.1.255.4") && t.contains("Time to live exceeded"),
+        "{t}"
+    );
+    let a = tunnel_stats(lab.a());
+    assert_eq!(a.ingress.drops["ttl_expired"], 1);
+    assert_eq!(a.ingress.icmp_errors_sent, 1);
+    assert!(a.esp.unwrap().out_seq >= 1, "the error left sealed");
+}

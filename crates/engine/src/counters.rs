@@ -46,7 +46,7 @@ pub enum DropReason {
     TxError,
     /// A UDP 4500 datagram too short to be ESP, or a packet too large to seal.
     EspMalformed,
-    /// Inbound: no SA with that SPI. Outbound: the tunnel has no valid SA (never sent in clear).
+    /// Inbound: no SA with that SPI.
     EspNoSa,
     /// The ICV did not verify (wrong key, tampered packet).
     EspAuthFailed,

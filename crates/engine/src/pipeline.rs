@@ -387,17 +387,25 @@ impl Common {
             ..
         }) = tunnel
         {
+            // IPv6 headers are 20 bytes longer: keep IPv6 segments inside the tunnel MTU too.
+            let mss = if s.version == 6 {
+                let room = self.connections[conn].mtu.saturating_sub(60);
+                mss.min(u16::try_from(room).unwrap_or(u16::MAX))
+            } else {
+                mss
+            };
             if s.proto == PROTO_TCP && !s.is_fragment {
                 if let Some(tcp) = pkt.get_mut(s.l4_offset..s.total_len) {
                     tcp::clamp_mss(tcp, mss, v.needs_csum());
                 }
             }
         }
+        // Both shapers must admit the packet before either takes tokens.
         let gw = self.connections[conn].gateway;
         let mut at = now_ns;
         let mut refused = None;
         if let Some(cap) = &mut self.caps[conn] {
-            match cap.schedule(now_ns, cost.bytes, cost.packets) {
+            match cap.check(now_ns, cost.bytes, cost.packets) {
                 Ok(t) => at = at.max(t),
                 Err(_) => refused = Some(DropReason::ShapedTunnelCap),
             }
@@ -405,12 +413,18 @@ impl Common {
         if refused.is_none() {
             match self.gateways[gw]
                 .shaper
-                .schedule(now_ns, cost.bytes, cost.packets)
+                .check(now_ns, cost.bytes, cost.packets)
             {
                 Ok(t) => at = at.max(t),
                 Err(Shaped::Bps) => refused = Some(DropReason::ShapedBps),
                 Err(Shaped::Pps) => refused = Some(DropReason::ShapedPps),
             }
+        }
+        if refused.is_none() {
+            if let Some(cap) = &mut self.caps[conn] {
+                cap.commit(cost.bytes, cost.packets);
+            }
+            self.gateways[gw].shaper.commit(cost.bytes, cost.packets);
         }
         let dir = self.counters(conn);
         if let Some(reason) = refused {

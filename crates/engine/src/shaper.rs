@@ -192,8 +192,26 @@ impl Shaper {
         packets: u64,
         max_wait: u64,
     ) -> Result<u64, Shaped> {
-        let bits = bytes.saturating_mul(8);
-        let wb = self.bits.wait_for(now_ns, bits);
+        let at = self.check_within(now_ns, bytes, packets, max_wait)?;
+        self.commit(bytes, packets);
+        Ok(at)
+    }
+
+    /// When `packets` wire packets of `bytes` bytes could leave (as [`schedule`](Self::schedule)),
+    /// without taking any token: for a caller that must ask several shapers before it commits
+    /// to all of them with [`commit`](Self::commit).
+    pub fn check(&mut self, now_ns: u64, bytes: u64, packets: u64) -> Result<u64, Shaped> {
+        self.check_within(now_ns, bytes, packets, self.policy.max_delay_ns)
+    }
+
+    fn check_within(
+        &mut self,
+        now_ns: u64,
+        bytes: u64,
+        packets: u64,
+        max_wait: u64,
+    ) -> Result<u64, Shaped> {
+        let wb = self.bits.wait_for(now_ns, bytes.saturating_mul(8));
         if wb > max_wait {
             return Err(Shaped::Bps);
         }
@@ -203,11 +221,17 @@ impl Shaper {
             if wp > max_wait {
                 return Err(Shaped::Pps);
             }
-            p.take(packets);
             wait = wait.max(wp);
         }
-        self.bits.take(bits);
         Ok(now_ns.saturating_add(wait))
+    }
+
+    /// Takes the tokens of a packet that [`check`](Self::check) admitted at the same `now`.
+    pub fn commit(&mut self, bytes: u64, packets: u64) {
+        self.bits.take(bytes.saturating_mul(8));
+        if let Some(p) = &mut self.packets {
+            p.take(packets);
+        }
     }
 
     pub fn policy(&self) -> BurstPolicy {

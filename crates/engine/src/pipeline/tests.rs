@@ -524,7 +524,11 @@ fn icmp_errors_are_rate_limited() {
 /// to 10.2/16 (the backup) and 10.3/16, capped per tunnel.
 fn coexistence() -> (Egress, Ingress, Vec<Connection>, Vec<GatewaySpec>) {
     let c = circuit("circuit-1", &["10.2.0.0/16"], 1500);
-    let mut t = circuit("s2s-1", &["10.2.0.0/16", "10.3.0.0/16"], 1400);
+    let mut t = circuit(
+        "s2s-1",
+        &["10.2.0.0/16", "10.3.0.0/16", "fd00:3::/48"],
+        1400,
+    );
     t.gateway = 1;
     t.routing_weight = 32_000;
     t.tunnel = Some(TunnelParams {
@@ -647,6 +651,73 @@ fn the_per_tunnel_cap_is_its_own_drop_reason() {
         13
     );
     assert_eq!(gws[1].counters.egress.drops(DropReason::ShapedBps), 0);
+}
+
+#[test]
+fn a_packet_refused_by_the_gateway_takes_nothing_from_the_tunnel_cap() {
+    // Cap 80 Mbit/s (1 ms burst: 10 000 bytes), gateway 1 Mbit/s (burst floor 2 000 bytes): the
+    // gateway refuses first; the cap must keep its tokens for later.
+    let c = circuit("s2s-1", &["10.3.0.0/16"], 1400);
+    let mut t = c.clone();
+    t.tunnel = Some(TunnelParams {
+        mss_clamp: None,
+        cap_bits_per_sec: Some(80_000_000),
+    });
+    let spec = PipelineSpec {
+        vnet: test_vnet(),
+        gateways: vec![gateway(1_000_000, None)],
+        connections: vec![t],
+        burst: BurstPolicy {
+            max_delay_ns: 0,
+            burst_ns: 1_000_000,
+            min_bits: 8 * 2_000,
+            min_packets: 50,
+        },
+        vnet_counters: Arc::new(PathCounters::default()),
+    };
+    let (mut eg, _) = build(&spec, 0);
+    let mut reply = vec![0; REPLY_BUF_LEN];
+    let mut forwarded = 0;
+    for _ in 0..10 {
+        let mut p = v4("10.1.0.10", "10.3.0.10", PROTO_UDP, 980, 64, true);
+        if matches!(
+            eg.process(0, &plain(), &mut p, &mut reply),
+            Verdict::Forward { .. }
+        ) {
+            forwarded += 1;
+        }
+    }
+    // Two 1000-byte packets fit the gateway's burst; the rest are the gateway's refusals.
+    assert_eq!(forwarded, 2);
+    let conn = &spec.connections[0].counters.egress;
+    assert_eq!(conn.drops(DropReason::ShapedBps), 8);
+    assert_eq!(conn.drops(DropReason::ShapedTunnelCap), 0);
+    // The cap still holds 8 000 bytes of its 10 000: a gateway with room would pass 8 more.
+    let cap = &mut eg.common.caps[0].as_mut().unwrap();
+    assert!(cap.check(0, 8_000, 8).is_ok());
+    assert!(cap.check(0, 8_001, 8).is_err());
+}
+
+#[test]
+fn ipv6_syns_are_clamped_for_the_longer_header() {
+    let (mut eg, _, _, _) = coexistence();
+    let mut reply = vec![0; REPLY_BUF_LEN];
+    let mut p = v6("fd00:1::10", "fd00:3::10", PROTO_TCP, 24, 64);
+    p[40 + 12] = 6 << 4;
+    p[40 + 13] = causeway_wire::tcp::FLAG_SYN;
+    p[60..64].copy_from_slice(&[2, 4, 0x05, 0xa0]); // MSS 1440
+    let v = VirtioHdr {
+        flags: virtio::F_NEEDS_CSUM,
+        csum_start: 40,
+        csum_offset: 16,
+        ..Default::default()
+    };
+    assert!(matches!(
+        eg.process(0, &v, &mut p, &mut reply),
+        Verdict::Forward { conn: 1, .. }
+    ));
+    // Tunnel MTU 1400 - 40 (IPv6) - 20 (TCP) = 1340, below the configured 1350.
+    assert_eq!(u16::from_be_bytes([p[62], p[63]]), 1340);
 }
 
 #[test]

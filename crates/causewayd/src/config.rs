@@ -203,10 +203,17 @@ pub struct InterfaceConfig {
 pub struct ControlConfig {
     /// The absolute path of the control socket. Default [`DEFAULT_CONTROL_SOCKET`].
     pub socket: PathBuf,
+    /// The absolute path of the directory for state that survives a restart (sequence-number
+    /// leases of manual SAs). Default [`DEFAULT_STATE_DIR`].
+    pub state_dir: PathBuf,
 }
 
 /// Where the control socket is when `[control]` does not say.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/causeway/control.sock";
+
+/// Where the daemon keeps state that must survive a restart (the sequence-number leases of
+/// manually keyed SAs), when `[control] state_dir` is not set.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/causeway";
 
 /// The default interface MTU.
 pub const DEFAULT_MTU: u32 = 1500;
@@ -987,7 +994,7 @@ const INTERFACE_KEYS: &[&str] = &[
     "txqueuelen",
     "install_routes",
 ];
-const CONTROL_KEYS: &[&str] = &["socket"];
+const CONTROL_KEYS: &[&str] = &["socket", "state_dir"];
 const GATEWAY_KEYS: &[&str] = &["name", "type", "sku", "scale_units"];
 const ER_CONNECTION_KEYS: &[&str] = &[
     "name",
@@ -1409,32 +1416,37 @@ fn read_vnet<'n>(cx: &mut Cx<'_>, root: &Table<'n>) -> Option<VnetDraft<'n>> {
 }
 
 fn read_control(cx: &mut Cx<'_>, root: &Table<'_>) -> Option<ControlConfig> {
+    let mut control = ControlConfig {
+        socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+    };
     let Some(node) = root.get("control") else {
-        return Some(ControlConfig {
-            socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
-        });
+        return Some(control);
     };
     let t = root.table(cx, node, "control")?;
     t.check_keys(cx, CONTROL_KEYS);
-    match t.get("socket") {
-        None => Some(ControlConfig {
-            socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
-        }),
-        Some(node) => {
-            let s = cx.string(node, &t.field("socket"))?;
-            if !Path::new(s).is_absolute() {
-                cx.error(
-                    Some(node),
-                    t.field("socket"),
-                    format!("`{s}` is not an absolute path"),
-                );
-                return None;
-            }
-            Some(ControlConfig {
-                socket: PathBuf::from(s),
-            })
+    let mut ok = true;
+    for (key, slot) in [
+        ("socket", &mut control.socket),
+        ("state_dir", &mut control.state_dir),
+    ] {
+        let Some(node) = t.get(key) else { continue };
+        let Some(s) = cx.string(node, &t.field(key)) else {
+            ok = false;
+            continue;
+        };
+        if Path::new(s).is_absolute() {
+            *slot = PathBuf::from(s);
+        } else {
+            cx.error(
+                Some(node),
+                t.field(key),
+                format!("`{s}` is not an absolute path"),
+            );
+            ok = false;
         }
     }
+    ok.then_some(control)
 }
 
 struct GatewayDraft<'n> {
@@ -3643,6 +3655,28 @@ in_key = "{IN_KEY}"
     }
 
     // --- control and the whole file --------------------------------------------------------------
+
+    #[test]
+    fn control_state_dir_is_absolute_with_a_default() {
+        assert_eq!(
+            ok(VALID).control.state_dir,
+            PathBuf::from(DEFAULT_STATE_DIR)
+        );
+        let text = edit(
+            "socket = \"/run/causeway/control.sock\"",
+            "socket = \"/run/causeway/control.sock\"\nstate_dir = \"var/lib/x\"",
+        );
+        expect(
+            &text,
+            "control.state_dir",
+            "`var/lib/x` is not an absolute path",
+        );
+        let text = edit(
+            "socket = \"/run/causeway/control.sock\"",
+            "socket = \"/run/causeway/control.sock\"\nstate_dir = \"/tmp/cw-state\"",
+        );
+        assert_eq!(ok(&text).control.state_dir, PathBuf::from("/tmp/cw-state"));
+    }
 
     #[test]
     fn control_socket_is_absolute() {

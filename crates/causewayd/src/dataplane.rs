@@ -33,6 +33,7 @@ use causeway_sys::tun::{Offload, Tun, TunConfig};
 use causeway_sys::udp::{UdpOptions, UdpSocket};
 
 use crate::config::{Config, ConnectionKind, InterfaceConfig};
+use crate::seqlease::SeqLease;
 use crate::tunnel::{EspState, Inbound, InboundEntry, TunnelTx};
 use crate::worker::{Dir, Output, TunnelInputs, Worker};
 
@@ -180,8 +181,13 @@ impl Dataplane {
                     let sa = &ipsec.manual_sa;
                     let out_key = sa.out_key.key_material(sa.cipher);
                     let in_key = sa.in_key.key_material(sa.cipher);
-                    let out =
-                        OutboundSa::new(sa.out_spi, sa.cipher, &out_key, sa.esn).map_err(|e| {
+                    // The SA resumes above every sequence number a previous run may have used.
+                    let (lease, first) = SeqLease::acquire(&config.control.state_dir, sa.out_spi)
+                        .with_context(|| {
+                        format!("connection `{}`: sequence-number lease", conn.name)
+                    })?;
+                    let out = OutboundSa::resume(sa.out_spi, sa.cipher, &out_key, sa.esn, first)
+                        .map_err(|e| {
                             anyhow::anyhow!("connection `{}`: outbound SA: {e}", conn.name)
                         })?;
                     let inn =
@@ -203,6 +209,7 @@ impl Dataplane {
                         sockets[si].clone(),
                         peer,
                         out,
+                        lease,
                         esp.clone(),
                     ));
                     inbound.push(InboundEntry {

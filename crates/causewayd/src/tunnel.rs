@@ -17,6 +17,8 @@ use causeway_esp::{
 use causeway_sys::udp::UdpSocket;
 use causeway_wire::virtio::{self, VirtioHdr};
 
+use crate::seqlease::SeqLease;
+
 /// ESP state of one tunnel that the control thread reads.
 #[derive(Debug)]
 pub struct EspState {
@@ -37,7 +39,7 @@ pub struct TunnelTx {
     pub conn: usize,
     socket: Arc<UdpSocket>,
     peer: SocketAddr,
-    sa: Mutex<OutboundSa>,
+    sa: Mutex<(OutboundSa, SeqLease)>,
     pub esp: Arc<EspState>,
 }
 
@@ -48,18 +50,20 @@ pub enum TxFail {
 }
 
 impl TunnelTx {
+    /// A sender whose SA resumed at the start of `lease` (see [`SeqLease`]).
     pub fn new(
         conn: usize,
         socket: Arc<UdpSocket>,
         peer: SocketAddr,
         sa: OutboundSa,
+        lease: SeqLease,
         esp: Arc<EspState>,
     ) -> TunnelTx {
         TunnelTx {
             conn,
             socket,
             peer,
-            sa: Mutex::new(sa),
+            sa: Mutex::new((sa, lease)),
             esp,
         }
     }
@@ -88,7 +92,16 @@ impl TunnelTx {
             virtio::complete_csum(v, room);
         }
         let range = {
-            let mut sa = self.sa.lock().unwrap_or_else(|e| e.into_inner());
+            let mut guard = self.sa.lock().unwrap_or_else(|e| e.into_inner());
+            let (sa, lease) = &mut *guard;
+            // Never seal with a number the lease file does not cover: after a restart the SA
+            // resumes above the recorded ceiling, so no nonce is ever used twice.
+            if let Some(next) = sa.next_seq() {
+                if let Err(e) = lease.cover(next) {
+                    tracing::error!(error = %e, "cannot extend the sequence-number lease: packet not sent");
+                    return Err(TxFail::Drop(DropReason::EspSeqLease));
+                }
+            }
             let r = sa.seal(buf, HEADROOM, len, next_header);
             if r.is_ok() {
                 let seq = sa.next_seq().map_or(u64::MAX, |n| n - 1);

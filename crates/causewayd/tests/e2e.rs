@@ -853,6 +853,7 @@ struct VpnLab {
     dir: PathBuf,
     a: Option<Daemon>,
     b: Option<Daemon>,
+    config_a: PathBuf,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -886,6 +887,7 @@ netns = "{vnet_netns}"
 addresses = ["{vnet_addr}", "{v6_addr}"]
 [control]
 socket = "{socket}"
+state_dir = "{state_dir}"
 {gateways}
 [[connection]]
 name = "s2s-1"
@@ -905,6 +907,7 @@ in_key = "{in_key}"
 "#,
         gw_subnet = vnet_space.replace(".0.0/16", ".255.0/27"),
         socket = socket.display(),
+        state_dir = socket.with_extension("state").display(),
         out_spi = out.0,
         out_key = out.1,
         in_spi = inn.0,
@@ -927,6 +930,7 @@ impl VpnLab {
             gwb: format!("{base}-gwb"),
             onprem: format!("{base}-onprem"),
             er: spec.circuit.then(|| format!("{base}-er")),
+            config_a: dir.join("a.toml"),
             dir,
             a: None,
             b: None,
@@ -1422,4 +1426,31 @@ fn icmp_errors_about_tunnel_traffic_go_back_through_the_tunnel() {
     assert_eq!(a.ingress.drops["ttl_expired"], 1);
     assert_eq!(a.ingress.icmp_errors_sent, 1);
     assert!(a.esp.unwrap().out_seq >= 1, "the error left sealed");
+}
+
+#[test]
+fn a_restarted_manual_sa_never_reuses_a_sequence_number() {
+    let mut lab = VpnLab::new(VpnSpec::default());
+    let t = lab.ping(&["-c", "2", "-i", "0.2", "10.3.0.10"]);
+    assert!(t.contains("2 received"), "{t}");
+    let before = tunnel_stats(lab.a()).esp.unwrap().out_seq;
+    assert!((2..100).contains(&before), "{before}");
+    // Restart gateway A with the same keys: its SA resumes above its lease, so no AES-GCM nonce
+    // is reused, and B's replay window (which only moves forward) accepts the packets.
+    drop(lab.a.take());
+    let sock = lab.dir.join("a.sock");
+    lab.a = Some(Daemon::start(
+        &lab.config_a,
+        &sock,
+        &lab.dir.join("a2.log"),
+        Some(&lab.gwa),
+    ));
+    let t = lab.ping(&["-c", "2", "-i", "0.2", "10.3.0.10"]);
+    assert!(t.contains("2 received"), "{t}");
+    let after = tunnel_stats(lab.a()).esp.unwrap().out_seq;
+    assert!(
+        after > causewayd::seqlease::LEASE,
+        "resumed at {after}, inside the old lease"
+    );
+    assert_eq!(tunnel_stats(lab.b()).ingress.drops["esp_replayed"], 0);
 }

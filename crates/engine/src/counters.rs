@@ -62,11 +62,14 @@ pub enum DropReason {
     EspDummy,
     /// The outbound SA ran out of sequence numbers: it must be rekeyed.
     EspSeqExhausted,
+    /// The sequence-number lease of a manually keyed SA could not be persisted (`state_dir`):
+    /// the packet is not sent rather than risk reusing a nonce after a restart.
+    EspSeqLease,
 }
 
 impl DropReason {
     /// Every reason, in output order.
-    pub const ALL: [DropReason; 25] = [
+    pub const ALL: [DropReason; 26] = [
         DropReason::MalformedTruncated,
         DropReason::MalformedVersion,
         DropReason::MalformedLength,
@@ -92,6 +95,7 @@ impl DropReason {
         DropReason::EspBadNextHeader,
         DropReason::EspDummy,
         DropReason::EspSeqExhausted,
+        DropReason::EspSeqLease,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -123,6 +127,7 @@ impl DropReason {
             DropReason::EspBadNextHeader => "esp_bad_next_header",
             DropReason::EspDummy => "esp_dummy",
             DropReason::EspSeqExhausted => "esp_seq_exhausted",
+            DropReason::EspSeqLease => "esp_seq_lease",
         }
     }
 

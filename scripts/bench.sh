@@ -189,10 +189,10 @@ ns_cleanup_prefix "cwb-"
 
 clk_tck="$(getconf CLK_TCK)"
 
-# daemon_ticks : utime + stime of the daemon (all its threads), in clock ticks.
+# daemon_ticks PID : utime + stime of a daemon (all its threads), in clock ticks.
 daemon_ticks() {
     local s
-    s="$(cat "/proc/$daemon_pid/stat" 2>/dev/null)" || return 1
+    s="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
     # Fields after "(comm) ": state is field 3 of the line, so utime (14) and stime (15) are the
     # 12th and 13th words of the rest.
     s="${s##*) }"
@@ -207,6 +207,21 @@ add_row() {
 }
 
 failures=0
+
+# The path under test (set before each Causeway section, read by the functions below).
+run_path=""         # the table's "path" column
+run_tag=""          # prefix of its raw files
+run_pids=()         # its daemons
+run_labels=()       # their labels in thread names and per-daemon figures ("" for a lone daemon)
+run_socks=()        # their control sockets, in the same order (the first daemon's gateway 0 is
+                    # the one whose packets are counted)
+run_client_ns=""    # the iperf3 client (the VNet host)
+run_server_ns=""    # the iperf3 server (the other side's host)
+run_server_addr=""
+run_tuns=()         # LABEL:NAMESPACE:DEVICE of the TUNs whose drop counters are read
+run_udp=()          # LABEL:NAMESPACE whose UDP counters (/proc/net/snmp) are read
+run_sku_cap=null    # the SKU's per-tunnel cap in Gbit/s (tunnel rows), for the SKU-capped mark
+started_pid=""
 
 # --- 1. the kernel baseline -------------------------------------------------------------------
 kernel_run() {
@@ -236,7 +251,281 @@ kernel_run 1 tcp
 kernel_run 4 tcp
 kernel_run 1 udp64
 
-# --- 2. Causeway ------------------------------------------------------------------------------
+# start_daemon LABEL NETNS CONFIG SOCKET LOG : starts causewayd in the background (inside network
+# namespace NETNS with `ip netns exec`, which execs it in place, when NETNS is not empty) and waits
+# up to 10 s for it to answer on SOCKET. Its pid is in started_pid (and in daemon_pids, so that
+# cleanup stops it); returns 1 with a message when it exits or does not answer.
+start_daemon() {
+    local label="$1" ns="$2" cfg="$3" sock="$4" logf="$5" pid i
+    if [[ -n "$ns" ]]; then
+        RUST_LOG="${RUST_LOG:-info}" ip netns exec "$ns" "$bin/causewayd" -c "$cfg" >"$logf" 2>&1 8>&- &
+    else
+        RUST_LOG="${RUST_LOG:-info}" "$bin/causewayd" -c "$cfg" >"$logf" 2>&1 8>&- &
+    fi
+    pid=$!
+    daemon_pids+=("$pid")
+    started_pid="$pid"
+    for ((i = 0; i < 100; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "causewayd $label exited: $(tail -n 20 "$logf")"
+            return 1
+        fi
+        if timeout 3 "$bin/causeway" --socket "$sock" status >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "causewayd $label did not answer on $sock within 10 s: $(tail -n 20 "$logf")"
+    return 1
+}
+
+# path_ticks : daemon_ticks of each daemon of the path under test, space-separated.
+path_ticks() {
+    local pid t all=()
+    for pid in "${run_pids[@]}"; do
+        t="$(daemon_ticks "$pid")" || return 1
+        all+=("$t")
+    done
+    echo "${all[*]}"
+}
+
+# stats_all : `causeway stats -o json` of each daemon of the path under test, as one JSON array.
+stats_all() {
+    local sock s json='[]'
+    for sock in "${run_socks[@]}"; do
+        s="$(timeout 5 "$bin/causeway" --socket "$sock" stats -o json)" || return 1
+        json="$(jq -c --argjson s "$s" '. + [$s]' <<<"$json")" || return 1
+    done
+    printf '%s\n' "$json"
+}
+
+# counters_delta BEFORE AFTER : what the daemons counted over a test, from two stats_all arrays:
+# wire packets, super-packets and IP bytes of the first daemon's first gateway (each wire packet
+# of a tunnel test goes through both daemons: counted once), drops of every daemon (gateways and
+# VNet side), in all and by reason (reasons that moved only).
+counters_delta() {
+    jq -cn --argjson a "$1" --argjson b "$2" '
+        def drops: [.[] | (.gateways[] | .egress.drops, .ingress.drops), .vnet.egress.drops]
+            | map(to_entries[]) | group_by(.key)
+            | map({key: .[0].key, value: (map(.value) | add)}) | from_entries;
+        ($a[0].gateways[0]) as $ga | ($b[0].gateways[0]) as $gb
+        | ($a | drops) as $da
+        | ($b | drops | with_entries(.key as $k | .value -= ($da[$k] // 0))
+            | with_entries(select(.value != 0))) as $dd
+        | {
+            gateway_wire_packets: (($gb.egress.packets + $gb.ingress.packets)
+                - ($ga.egress.packets + $ga.ingress.packets)),
+            gateway_super_packets: (($gb.egress.super_packets + $gb.ingress.super_packets)
+                - ($ga.egress.super_packets + $ga.ingress.super_packets)),
+            gateway_egress_bytes: ($gb.egress.bytes - $ga.egress.bytes),
+            gateway_ingress_bytes: ($gb.ingress.bytes - $ga.ingress.bytes),
+            gateway_drops: ([$dd[]] | add // 0),
+            gateway_drops_by_reason: $dd
+          }'
+}
+
+# udp_snmp NS : the Udp counters of /proc/net/snmp in namespace NS, as a JSON object.
+udp_snmp() {
+    ip netns exec "$1" cat /proc/net/snmp | awk '
+        $1 == "Udp:" && !seen { for (i = 2; i <= NF; i++) k[i] = $i; seen = 1; next }
+        $1 == "Udp:" { printf "{"; for (i = 2; i <= NF; i++) printf "%s\"%s\":%s", (i > 2 ? "," : ""), k[i], $i; print "}" }'
+}
+
+# snapshot : what the kernel saw around the daemons, as one JSON object: CPU ticks of each daemon
+# thread (user, system; named LABEL/THREAD when the path has several daemons), the link counters
+# of the path's TUNs and the UDP counters of its namespaces.
+snapshot() {
+    local i t comm s entry label ns dev x tuns='{}' udp='{}'
+    for entry in "${run_tuns[@]}"; do
+        IFS=: read -r label ns dev <<<"$entry"
+        x="$(ip -n "$ns" -s -j link show dev "$dev" | jq -c '.[0].stats64')" || return 1
+        tuns="$(jq -c --arg l "$label" --argjson s "$x" '. + {($l): $s}' <<<"$tuns")" || return 1
+    done
+    for entry in "${run_udp[@]}"; do
+        IFS=: read -r label ns <<<"$entry"
+        x="$(udp_snmp "$ns")" || return 1
+        udp="$(jq -c --arg l "$label" --argjson s "$x" '. + {($l): $s}' <<<"$udp")" || return 1
+    done
+    {
+        for i in "${!run_pids[@]}"; do
+            label="${run_labels[$i]}"
+            for t in /proc/"${run_pids[$i]}"/task/*; do
+                comm="$(cat "$t/comm" 2>/dev/null)" || continue
+                s="$(cat "$t/stat" 2>/dev/null)" || continue
+                s="${s##*) }"
+                # shellcheck disable=SC2086 # splitting into words is intended
+                set -- $s
+                printf '%s%s\t%s\t%s\n' "${label:+$label/}" "$comm" "${12}" "${13}"
+            done
+        done
+    } | jq -R -s -c --argjson tuns "$tuns" --argjson udp "$udp" '
+        { threads: (split("\n") | map(select(length > 0) | split("\t")
+              | {name: .[0], user: (.[1] | tonumber), system: (.[2] | tonumber)})),
+          tuns: $tuns, udp: $udp }'
+}
+
+# snapshot_delta BEFORE AFTER : CPU seconds per thread name and in all (user, system), the TUN
+# drop counters and the UDP buffer errors over a test, as one JSON object (kernel_drops keys:
+# LABEL_tun_tx_dropped, LABEL_tun_rx_dropped, LABEL_udp_rcvbuf_errors, LABEL_udp_sndbuf_errors).
+snapshot_delta() {
+    jq -cn --argjson a "$1" --argjson b "$2" --argjson hz "$clk_tck" '
+        def r2: (. * 100 | round) / 100;
+        def bythread(s): s.threads | group_by(.name)
+            | map({key: .[0].name, value: {user: (map(.user) | add), system: (map(.system) | add)}})
+            | from_entries;
+        (bythread($a)) as $ta | (bythread($b)) as $tb
+        | {
+            daemon_threads_cpu_seconds: ($tb | with_entries(.value = (((.value.user + .value.system)
+                - (($ta[.key].user // 0) + ($ta[.key].system // 0))) / $hz | r2))),
+            daemon_user_seconds: ((([$tb[].user] | add) - ([$ta[].user] | add)) / $hz | r2),
+            daemon_system_seconds: ((([$tb[].system] | add) - ([$ta[].system] | add)) / $hz | r2),
+            kernel_drops: (
+                [($b.tuns | keys[]) as $k
+                    | {key: "\($k)_tun_tx_dropped", value: ($b.tuns[$k].tx.dropped - $a.tuns[$k].tx.dropped)},
+                      {key: "\($k)_tun_rx_dropped", value: ($b.tuns[$k].rx.dropped - $a.tuns[$k].rx.dropped)}]
+                + [($b.udp | keys[]) as $k
+                    | {key: "\($k)_udp_rcvbuf_errors", value: ($b.udp[$k].RcvbufErrors - $a.udp[$k].RcvbufErrors)},
+                      {key: "\($k)_udp_sndbuf_errors", value: ($b.udp[$k].SndbufErrors - $a.udp[$k].SndbufErrors)}]
+                | from_entries)
+          }'
+}
+
+# failed_row NAME MODE STREAMS REVERSE WHY : a row of the path under test that has no figures.
+failed_row() {
+    local dir="vnet->onprem"
+    (($4)) && dir="onprem->vnet"
+    add_row "$(jq -cn --arg p "$run_path" --arg d "$dir" --arg m "$2" --argjson s "$3" \
+        --argjson t "$time_s" --arg e "$5" --argjson cap "$run_sku_cap" \
+        '{path:$p, direction:$d, mode:$m, streams:$s, seconds:$t, gbps:null, mpps:null,
+          sku_cap_gbps:$cap, error:$e}')"
+}
+
+# causeway_run NAME MODE STREAMS REVERSE : one iperf3 test through the path under test.
+causeway_run() {
+    local name="$1" mode="$2" streams="$3" reverse="$4"
+    local d="$out/raw/$run_tag-$name" srv cli args=() dir rc=0
+    local t0 t1 c0 c1 s0 s1 k0 k1 extra counters result bytes
+    mkdir -p -- "$d"
+    srv="$d/server.json"
+    cli="$d/client.json"
+    dir="vnet->onprem"
+    args=(-c "$run_server_addr" -p 5201 -t "$time_s" -P "$streams" -J)
+    if ((reverse)); then
+        args+=(-R)
+        dir="onprem->vnet"
+    fi
+    [[ "$mode" == udp64 ]] && args+=(-u -b 0 -l 64)
+    log "$run_path: $mode, $streams stream(s), $dir"
+
+    ip netns exec "$run_server_ns" timeout $((time_s + 40)) \
+        iperf3 -s -1 -p 5201 -J >"$srv" 2>"$d/server.err" 8>&- &
+    local srv_pid=$!
+    port_listening() {
+        [[ -n "$(ip netns exec "$run_server_ns" ss -Hltn "sport = :5201")" ]]
+    }
+    if ! wait_for -n 50 port_listening; then
+        log "warning: iperf3 server did not start: $(cat "$d/server.err")"
+        kill "$srv_pid" 2>/dev/null || true
+        wait "$srv_pid" 2>/dev/null || true
+        failures=$((failures + 1))
+        failed_row "$name" "$mode" "$streams" "$reverse" "iperf3 server did not start"
+        return 0
+    fi
+
+    s0="$(stats_all)" || s0=""
+    k0="$(snapshot)" || k0=""
+    c0="$(path_ticks)" || c0=""
+    t0="$(date +%s.%N)"
+    run_bg ip netns exec "$run_client_ns" timeout $((time_s + 30)) iperf3 "${args[@]}" \
+        >"$cli" 2>"$d/client.err" 8>&- || rc=$?
+    t1="$(date +%s.%N)"
+    c1="$(path_ticks)" || c1=""
+    k1="$(snapshot)" || k1=""
+    s1="$(stats_all)" || s1=""
+    extra='{}'
+    if [[ -n "$k0" && -n "$k1" ]]; then
+        extra="$(snapshot_delta "$k0" "$k1")" || extra='{}'
+        printf '%s\n%s\n' "$k0" "$k1" >"$d/kernel-counters.jsonl"
+    fi
+    counters='{}'
+    if [[ -n "$s0" && -n "$s1" ]]; then
+        counters="$(counters_delta "$s0" "$s1")" || counters='{}'
+    fi
+    wait "$srv_pid" 2>/dev/null || true
+    [[ -n "$s0" ]] && printf '%s\n' "$s0" >"$d/stats-before.json"
+    [[ -n "$s1" ]] && printf '%s\n' "$s1" >"$d/stats-after.json"
+
+    # The receiver's own figures: the server for VNet -> on-premises, the client with -R.
+    result="$cli"
+    if ((!reverse)) && jq -e '.end.sum_received' "$srv" >/dev/null 2>&1; then
+        result="$srv"
+    fi
+    local gbps="" mpps="null" loss="null" offered="null"
+    if ((rc == 0)) && gbps="$(iperf3_gbps "$result" 2>"$d/parse.err")"; then
+        if [[ "$mode" == udp64 ]]; then
+            local pps
+            pps="$(iperf3_udp_rx_pps "$result")" || pps=0
+            mpps="$(awk -v p="$pps" 'BEGIN { printf "%.3f", p / 1e6 }')"
+            loss="$(iperf3_udp_loss "$result")" || loss=null
+            offered="$(jq -r '(.end.sum_sent // .end.sum) | (.packets / .seconds / 1e6 * 1000 | round) / 1000' \
+                "$cli")" || offered=null
+        fi
+    else
+        log "warning: iperf3 $run_tag-$name failed (exit $rc): $(jq -r '.error // empty' "$cli" 2>/dev/null) $(head -c 300 "$d/client.err")"
+        failures=$((failures + 1))
+        failed_row "$name" "$mode" "$streams" "$reverse" "run failed"
+        return 0
+    fi
+    bytes="$(jq -r '.end.sum_received.bytes // 0 | floor' "$result")"
+
+    # Daemon CPU over the test: all daemons of the path together, and each (several daemons).
+    local cpu_s=null cpu_by=null wall i tot=0 v
+    local -a ta tb
+    wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
+    if [[ -n "$c0" && -n "$c1" ]]; then
+        read -r -a ta <<<"$c0"
+        read -r -a tb <<<"$c1"
+        ((${#run_pids[@]} > 1)) && cpu_by='{}'
+        for i in "${!ta[@]}"; do
+            tot=$((tot + tb[i] - ta[i]))
+            if [[ "$cpu_by" != null ]]; then
+                v="$(awk -v t=$((tb[i] - ta[i])) -v h="$clk_tck" 'BEGIN { printf "%.2f", t / h }')"
+                cpu_by="$(jq -c --arg l "${run_labels[$i]}" --argjson v "$v" '. + {($l): $v}' <<<"$cpu_by")"
+            fi
+        done
+        cpu_s="$(awk -v t="$tot" -v h="$clk_tck" 'BEGIN { printf "%.2f", t / h }')"
+    fi
+    add_row "$(jq -cn --arg p "$run_path" --arg d "$dir" --arg m "$mode" --argjson s "$streams" \
+        --argjson t "$time_s" --argjson g "$gbps" --argjson mp "$mpps" --argjson l "$loss" \
+        --argjson b "$bytes" --argjson c "$cpu_s" --argjson cb "$cpu_by" --argjson w "$wall" \
+        --argjson x "$extra" --argjson k "$counters" --argjson om "$offered" \
+        --argjson cap "$run_sku_cap" \
+        '{path:$p, direction:$d, mode:$m, streams:$s, seconds:$t, gbps:$g, mpps:$mp,
+          offered_mpps:$om, loss_percent:$l, received_bytes:$b, wall_seconds:$w,
+          daemon_cpu_seconds:$c, daemon_cpu_seconds_by_daemon:$cb, sku_cap_gbps:$cap,
+          gateway_wire_packets:null, gateway_super_packets:null, gateway_drops:null}
+         + $k + $x')"
+}
+
+# run_tests : the five iperf3 tests through the path under test.
+run_tests() {
+    causeway_run tcp1-egress tcp 1 0
+    causeway_run tcp1-ingress tcp 1 1
+    causeway_run tcp4-egress tcp 4 0
+    causeway_run tcp4-ingress tcp 4 1
+    causeway_run udp64-egress udp64 1 0
+}
+
+# fail_tests WHY : the five tests as failed rows of the path under test.
+fail_tests() {
+    failed_row tcp1-egress tcp 1 0 "$1"
+    failed_row tcp1-ingress tcp 1 1 "$1"
+    failed_row tcp4-egress tcp 4 0 "$1"
+    failed_row tcp4-ingress tcp 4 1 "$1"
+    failed_row udp64-egress udp64 1 0 "$1"
+}
+
+# --- 2. Causeway, plain path ------------------------------------------------------------------
 ns_add "$ns_vnet"
 ns_add "$ns_onprem"
 sock="$tmp/control.sock"
@@ -279,20 +568,7 @@ cp -- "$cfg" "$out/raw/causeway-config.toml"
 timeout 10 "$bin/causewayd" --check -c "$cfg" >&2 || die "generated config rejected"
 
 log "starting causewayd (ErGwScale, 40 scale units)"
-RUST_LOG="${RUST_LOG:-info}" "$bin/causewayd" -c "$cfg" >"$out/raw/causewayd.log" 2>&1 8>&- &
-daemon_pid=$!
-
-daemon_answers() {
-    kill -0 "$daemon_pid" 2>/dev/null || return 2
-    timeout 3 "$bin/causeway" --socket "$sock" status
-}
-i=0
-until daemon_answers >/dev/null 2>&1; do
-    kill -0 "$daemon_pid" 2>/dev/null \
-        || die "causewayd exited: $(tail -n 20 "$out/raw/causewayd.log")"
-    ((++i < 100)) || die "causewayd did not answer on $sock within 10 s: $(tail -n 20 "$out/raw/causewayd.log")"
-    sleep 0.1
-done
+start_daemon plain "" "$cfg" "$sock" "$out/raw/causewayd.log" || die "causewayd did not start"
 timeout 5 "$bin/causeway" --socket "$sock" status >"$out/raw/causeway-status.txt" 2>&1 || true
 
 wait_for -n 30 -s 0.2 timeout 3 ip netns exec "$ns_vnet" ping -c1 -W1 10.2.0.10 \
@@ -301,174 +577,154 @@ wait_for -n 10 -s 0.2 timeout 3 ip netns exec "$ns_onprem" ping -c1 -W1 10.1.0.1
     || die "no path $ns_onprem -> $ns_vnet through causewayd"
 log "ping through the gateway works both ways"
 
-stats_json() {
-    timeout 5 "$bin/causeway" --socket "$sock" stats -o json
-}
+run_path="causeway"
+run_tag="causeway"
+run_pids=("$started_pid")
+run_labels=("")
+run_socks=("$sock")
+run_client_ns="$ns_vnet"
+run_server_ns="$ns_onprem"
+run_server_addr="10.2.0.10"
+run_tuns=("vnet:$ns_vnet:cw-vnet0" "onprem:$ns_onprem:cw-er0")
+run_udp=("vnet:$ns_vnet" "onprem:$ns_onprem")
+run_sku_cap=null
+run_tests
 
-# udp_snmp NS : the Udp counters of /proc/net/snmp in namespace NS, as a JSON object.
-udp_snmp() {
-    ip netns exec "$1" cat /proc/net/snmp | awk '
-        $1 == "Udp:" && !seen { for (i = 2; i <= NF; i++) k[i] = $i; seen = 1; next }
-        $1 == "Udp:" { printf "{"; for (i = 2; i <= NF; i++) printf "%s\"%s\":%s", (i > 2 ? "," : ""), k[i], $i; print "}" }'
-}
-
-# snapshot : what the kernel saw around the daemon, as one JSON object: CPU ticks of each daemon
-# thread (user, system), the two TUNs' link counters, the UDP counters of both namespaces.
-snapshot() {
-    local t comm s
-    {
-        for t in /proc/"$daemon_pid"/task/*; do
-            comm="$(cat "$t/comm" 2>/dev/null)" || continue
-            s="$(cat "$t/stat" 2>/dev/null)" || continue
-            s="${s##*) }"
-            # shellcheck disable=SC2086 # splitting into words is intended
-            set -- $s
-            printf '%s\t%s\t%s\n' "$comm" "${12}" "${13}"
-        done
-    } | jq -R -s -c \
-        --argjson vt "$(ip -n "$ns_vnet" -s -j link show dev cw-vnet0 | jq -c '.[0].stats64')" \
-        --argjson ot "$(ip -n "$ns_onprem" -s -j link show dev cw-er0 | jq -c '.[0].stats64')" \
-        --argjson vu "$(udp_snmp "$ns_vnet")" --argjson ou "$(udp_snmp "$ns_onprem")" '
-        { threads: (split("\n") | map(select(length > 0) | split("\t")
-              | {name: .[0], user: (.[1] | tonumber), system: (.[2] | tonumber)})),
-          vnet_tun: $vt, onprem_tun: $ot, vnet_udp: $vu, onprem_udp: $ou }'
-}
-
-# snapshot_delta BEFORE AFTER : CPU seconds per thread name and in all (user, system), the TUN
-# drop counters and the UDP receive-buffer errors over a test, as one JSON object.
-snapshot_delta() {
-    jq -cn --argjson a "$1" --argjson b "$2" --argjson hz "$clk_tck" '
-        def r2: (. * 100 | round) / 100;
-        def bythread(s): s.threads | group_by(.name)
-            | map({key: .[0].name, value: {user: (map(.user) | add), system: (map(.system) | add)}})
-            | from_entries;
-        (bythread($a)) as $ta | (bythread($b)) as $tb
-        | {
-            daemon_threads_cpu_seconds: ($tb | with_entries(.value = (((.value.user + .value.system)
-                - (($ta[.key].user // 0) + ($ta[.key].system // 0))) / $hz | r2))),
-            daemon_user_seconds: ((([$tb[].user] | add) - ([$ta[].user] | add)) / $hz | r2),
-            daemon_system_seconds: ((([$tb[].system] | add) - ([$ta[].system] | add)) / $hz | r2),
-            kernel_drops: {
-                vnet_tun_tx_dropped: ($b.vnet_tun.tx.dropped - $a.vnet_tun.tx.dropped),
-                onprem_tun_tx_dropped: ($b.onprem_tun.tx.dropped - $a.onprem_tun.tx.dropped),
-                vnet_tun_rx_dropped: ($b.vnet_tun.rx.dropped - $a.vnet_tun.rx.dropped),
-                onprem_tun_rx_dropped: ($b.onprem_tun.rx.dropped - $a.onprem_tun.rx.dropped),
-                onprem_udp_rcvbuf_errors: ($b.onprem_udp.RcvbufErrors - $a.onprem_udp.RcvbufErrors),
-                vnet_udp_rcvbuf_errors: ($b.vnet_udp.RcvbufErrors - $a.vnet_udp.RcvbufErrors)
-            }
-          }'
-}
-
-# causeway_run NAME MODE STREAMS REVERSE : one iperf3 test through the gateway.
-causeway_run() {
-    local name="$1" mode="$2" streams="$3" reverse="$4"
-    local d="$out/raw/causeway-$name" srv cli args=() dir rc=0
-    local t0 t1 c0 c1 s0 s1 k0 k1 extra result bytes
-    mkdir -p -- "$d"
-    srv="$d/server.json"
-    cli="$d/client.json"
-    dir="vnet->onprem"
-    args=(-c 10.2.0.10 -p 5201 -t "$time_s" -P "$streams" -J)
-    if ((reverse)); then
-        args+=(-R)
-        dir="onprem->vnet"
-    fi
-    [[ "$mode" == udp64 ]] && args+=(-u -b 0 -l 64)
-    log "causeway: $mode, $streams stream(s), $dir"
-
-    ip netns exec "$ns_onprem" timeout $((time_s + 40)) \
-        iperf3 -s -1 -p 5201 -J >"$srv" 2>"$d/server.err" 8>&- &
-    local srv_pid=$!
-    port_listening() {
-        [[ -n "$(ip netns exec "$ns_onprem" ss -Hltn "sport = :5201")" ]]
-    }
-    if ! wait_for -n 50 port_listening; then
-        log "warning: iperf3 server did not start: $(cat "$d/server.err")"
-        kill "$srv_pid" 2>/dev/null || true
-        wait "$srv_pid" 2>/dev/null || true
-        failures=$((failures + 1))
-        return 0
-    fi
-
-    s0="$(stats_json)" || s0=""
-    k0="$(snapshot)" || k0=""
-    c0="$(daemon_ticks)" || c0=""
-    t0="$(date +%s.%N)"
-    run_bg ip netns exec "$ns_vnet" timeout $((time_s + 30)) iperf3 "${args[@]}" \
-        >"$cli" 2>"$d/client.err" 8>&- || rc=$?
-    t1="$(date +%s.%N)"
-    c1="$(daemon_ticks)" || c1=""
-    k1="$(snapshot)" || k1=""
-    s1="$(stats_json)" || s1=""
-    extra='{}'
-    if [[ -n "$k0" && -n "$k1" ]]; then
-        extra="$(snapshot_delta "$k0" "$k1")" || extra='{}'
-        printf '%s\n%s\n' "$k0" "$k1" >"$d/kernel-counters.jsonl"
-    fi
-    wait "$srv_pid" 2>/dev/null || true
-    [[ -n "$s0" ]] && printf '%s\n' "$s0" >"$d/stats-before.json"
-    [[ -n "$s1" ]] && printf '%s\n' "$s1" >"$d/stats-after.json"
-
-    # The receiver's own figures: the server for VNet -> on-premises, the client with -R.
-    result="$cli"
-    if ((!reverse)) && jq -e '.end.sum_received' "$srv" >/dev/null 2>&1; then
-        result="$srv"
-    fi
-    local gbps="" mpps="null" loss="null" offered="null"
-    if ((rc == 0)) && gbps="$(iperf3_gbps "$result" 2>"$d/parse.err")"; then
-        if [[ "$mode" == udp64 ]]; then
-            local pps
-            pps="$(iperf3_udp_rx_pps "$result")" || pps=0
-            mpps="$(awk -v p="$pps" 'BEGIN { printf "%.3f", p / 1e6 }')"
-            loss="$(iperf3_udp_loss "$result")" || loss=null
-            offered="$(jq -r '(.end.sum_sent // .end.sum) | (.packets / .seconds / 1e6 * 1000 | round) / 1000' \
-                "$cli")" || offered=null
-        fi
-    else
-        log "warning: iperf3 $name failed (exit $rc): $(jq -r '.error // empty' "$cli" 2>/dev/null) $(head -c 300 "$d/client.err")"
-        failures=$((failures + 1))
-        add_row "$(jq -cn --arg d "$dir" --arg m "$mode" --argjson s "$streams" --argjson t "$time_s" \
-            '{path:"causeway", direction:$d, mode:$m, streams:$s, seconds:$t, gbps:null,
-              mpps:null, error:"run failed"}')"
-        return 0
-    fi
-    bytes="$(jq -r '.end.sum_received.bytes // 0 | floor' "$result")"
-
-    # Daemon CPU and gateway counters over the test.
-    local cpu_s=null wall wire=null drops=null supers=null
-    wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
-    if [[ -n "$c0" && -n "$c1" ]]; then
-        cpu_s="$(awk -v a="$c0" -v b="$c1" -v h="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / h }')"
-    fi
-    if [[ -n "$s0" && -n "$s1" ]]; then
-        # shellcheck disable=SC2016 # a jq program, not shell
-        local q='.gateways[0] as $g | [$g.egress.packets + $g.ingress.packets,
-                  $g.egress.super_packets + $g.ingress.super_packets,
-                  ([$g.egress.drops[], $g.ingress.drops[], .vnet.egress.drops[]] | add)]'
-        read -r wire supers drops < <(jq -rn --argjson a "$s0" --argjson b "$s1" \
-            "[\$a, \$b] | map($q) | [.[1][0] - .[0][0], .[1][1] - .[0][1], .[1][2] - .[0][2]] | @tsv" \
-            2>/dev/null) || true
-        wire="${wire:-null}" supers="${supers:-null}" drops="${drops:-null}"
-    fi
-    add_row "$(jq -cn --arg d "$dir" --arg m "$mode" --argjson s "$streams" --argjson t "$time_s" \
-        --argjson g "$gbps" --argjson mp "$mpps" --argjson l "$loss" --argjson b "$bytes" \
-        --argjson c "$cpu_s" --argjson w "$wall" --argjson wp "$wire" --argjson sp "$supers" \
-        --argjson dr "$drops" --argjson x "$extra" --argjson om "$offered" \
-        '{path:"causeway", direction:$d, mode:$m, streams:$s, seconds:$t, gbps:$g, mpps:$mp,
-          offered_mpps:$om, loss_percent:$l, received_bytes:$b, wall_seconds:$w, daemon_cpu_seconds:$c,
-          gateway_wire_packets:$wp, gateway_super_packets:$sp, gateway_drops:$dr} + $x')"
-}
-
-causeway_run tcp1-egress tcp 1 0
-causeway_run tcp1-ingress tcp 1 1
-causeway_run tcp4-egress tcp 4 0
-causeway_run tcp4-ingress tcp 4 1
-causeway_run udp64-egress udp64 1 0
-
-stats_json >"$out/raw/causeway-stats-final.json" 2>/dev/null || true
-stop_daemon
+stats_all >"$out/raw/causeway-stats-final.json" 2>/dev/null || true
+stop_daemons
 ns_del "$ns_vnet"
 ns_del "$ns_onprem"
+
+# --- 3. Causeway <-> Causeway through an IPsec tunnel -----------------------------------------
+ns_gwa="$prefix-gwa"
+ns_gwb="$prefix-gwb"
+tunnel_cipher="aes256gcm16"
+# VpnGw5's per-tunnel cap (crates/engine/src/sku.rs), in Gbit/s.
+tunnel_cap_gbps=2.3
+
+# hexkey : 36 random bytes in hex: an AES-256 key and its 4-byte salt.
+hexkey() {
+    od -An -N36 -tx1 /dev/urandom | tr -d ' \n'
+}
+
+# tunnel_config FILE NAME VNET GATEWAY_SUBNET NETNS TUN ADDRESS SOCKET LOCAL PEER PREFIX
+#               OUT_SPI OUT_KEY IN_SPI IN_KEY : one side's config (mode 0600: it holds keys).
+tunnel_config() {
+    (umask 077 && cat >"$1" <<EOF
+# Generated by scripts/bench.sh: one side of a Causeway <-> Causeway IPsec tunnel.
+[vnet]
+name = "$2"
+address_space = ["$3"]
+gateway_subnet = "$4"
+
+[vnet.interface]
+name = "$6"
+netns = "$5"
+addresses = ["$7"]
+mtu = 1500
+
+[control]
+socket = "$8"
+
+[[gateway]]
+name = "vpn-gw"
+type = "Vpn"
+sku = "VpnGw5"
+
+[[connection]]
+name = "s2s"
+gateway = "vpn-gw"
+type = "IPsec"
+local_address = "$9"
+peer_address = "${10}"
+prefixes = ["${11}"]
+
+[connection.manual_sa]
+esp = "$tunnel_cipher"
+out_spi = ${12}
+out_key = "${13}"
+in_spi = ${14}
+in_key = "${15}"
+EOF
+    )
+}
+
+# tunnel_setup : namespaces, underlay, configs, both daemons, a ping each way; 1 on failure.
+tunnel_setup() {
+    local n x key_ab key_ba
+    for n in "$ns_vnet" "$ns_gwa" "$ns_gwb" "$ns_onprem"; do
+        (ns_add "$n") || return 1
+    done
+    if ! { ip -n "$ns_gwa" link add ul-a type veth peer name ul-b netns "$ns_gwb" \
+        && ip -n "$ns_gwa" address add 192.0.2.1/24 dev ul-a \
+        && ip -n "$ns_gwb" address add 192.0.2.2/24 dev ul-b \
+        && ip -n "$ns_gwa" link set ul-a up \
+        && ip -n "$ns_gwb" link set ul-b up; }; then
+        log "cannot build the underlay veth pair"
+        return 1
+    fi
+    wait_for -n 30 -s 0.1 timeout 3 ip netns exec "$ns_gwa" ping -c1 -W1 192.0.2.2 \
+        || { log "underlay 192.0.2.1 -> 192.0.2.2 does not answer"; return 1; }
+
+    key_ab="$(hexkey)"
+    key_ba="$(hexkey)"
+    ((${#key_ab} == 72 && ${#key_ba} == 72)) || { log "cannot generate keys"; return 1; }
+    tunnel_config "$tmp/tunnel-a.toml" bench-a 10.1.0.0/16 10.1.255.0/27 "$ns_vnet" cw-vnet0 \
+        10.1.0.10/16 "$tmp/tunnel-a.sock" 192.0.2.1 192.0.2.2 10.3.0.0/16 \
+        0x00001001 "$key_ab" 0x00002002 "$key_ba" || return 1
+    tunnel_config "$tmp/tunnel-b.toml" bench-b 10.3.0.0/16 10.3.255.0/27 "$ns_onprem" cw-onprem0 \
+        10.3.0.10/16 "$tmp/tunnel-b.sock" 192.0.2.2 192.0.2.1 10.1.0.0/16 \
+        0x00002002 "$key_ba" 0x00001001 "$key_ab" || return 1
+    for x in a b; do
+        sed -E 's/^((out|in)_key = ).*/\1"<random, not kept>"/' "$tmp/tunnel-$x.toml" \
+            >"$out/raw/tunnel-config-$x.toml"
+        timeout 10 "$bin/causewayd" --check -c "$tmp/tunnel-$x.toml" >&2 \
+            || { log "generated tunnel config $x rejected"; return 1; }
+    done
+
+    log "starting causewayd A in $ns_gwa and B in $ns_gwb (VpnGw5, $tunnel_cipher)"
+    start_daemon A "$ns_gwa" "$tmp/tunnel-a.toml" "$tmp/tunnel-a.sock" \
+        "$out/raw/tunnel-causewayd-a.log" || return 1
+    tunnel_pid_a="$started_pid"
+    start_daemon B "$ns_gwb" "$tmp/tunnel-b.toml" "$tmp/tunnel-b.sock" \
+        "$out/raw/tunnel-causewayd-b.log" || return 1
+    tunnel_pid_b="$started_pid"
+    for x in a b; do
+        timeout 5 "$bin/causeway" --socket "$tmp/tunnel-$x.sock" status \
+            >"$out/raw/tunnel-status-$x.txt" 2>&1 || true
+    done
+    wait_for -n 30 -s 0.2 timeout 3 ip netns exec "$ns_vnet" ping -c1 -W1 10.3.0.10 \
+        || { log "no path $ns_vnet -> $ns_onprem through the tunnel"; return 1; }
+    wait_for -n 10 -s 0.2 timeout 3 ip netns exec "$ns_onprem" ping -c1 -W1 10.1.0.10 \
+        || { log "no path $ns_onprem -> $ns_vnet through the tunnel"; return 1; }
+    log "ping through the tunnel works both ways"
+}
+
+tunnel_pid_a=""
+tunnel_pid_b=""
+run_path="tunnel $tunnel_cipher"
+run_tag="tunnel"
+run_sku_cap="$tunnel_cap_gbps"
+if tunnel_setup; then
+    run_pids=("$tunnel_pid_a" "$tunnel_pid_b")
+    run_labels=(a b)
+    run_socks=("$tmp/tunnel-a.sock" "$tmp/tunnel-b.sock")
+    run_client_ns="$ns_vnet"
+    run_server_ns="$ns_onprem"
+    run_server_addr="10.3.0.10"
+    run_tuns=("vnet:$ns_vnet:cw-vnet0" "onprem:$ns_onprem:cw-onprem0")
+    run_udp=("vnet:$ns_vnet" "gwa:$ns_gwa" "gwb:$ns_gwb" "onprem:$ns_onprem")
+    run_tests
+    stats_all >"$out/raw/tunnel-stats-final.json" 2>/dev/null || true
+else
+    log "warning: the tunnel path could not be set up; its tests are reported as failed"
+    failures=$((failures + 1))
+    fail_tests "tunnel setup failed"
+fi
+stop_daemons
+for n in "$ns_vnet" "$ns_gwa" "$ns_gwb" "$ns_onprem"; do
+    ns_del "$n"
+done
 load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- results ----------------------------------------------------------------------------------
@@ -476,7 +732,7 @@ load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 jq -s \
     --arg cpu "$cpu_model" --argjson n "$ncpu" --arg k "$kernel" --arg ls "$load_start" \
     --arg le "$load_end" --arg ip "$iperf_version" --argjson t "$time_s" \
-    --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" '
+    --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg tc "$tunnel_cipher" '
     def r(x; n): if x == null then null else (x * pow(10; n) | round) / pow(10; n) end;
     . as $rows
     | {
@@ -485,6 +741,10 @@ jq -s \
         iperf3: $ip,
         seconds: $t,
         causeway_sku: "ErGwScale, 40 scale units (40 Gbit/s, 4 Mpps per direction)",
+        tunnel: ("two causewayd (A in the VNet gateway role, B as the on-premises device), "
+            + "a Vpn gateway of SKU VpnGw5 each (10 Gbit/s aggregate, 2.3 Gbit/s per tunnel), "
+            + "one IPsec tunnel: ESP " + $tc + " in UDP 4500, manual SAs; CPU figures of the "
+            + "tunnel rows are both daemons together, packets are counted once (daemon A)"),
         rows: [ $rows[] | . as $row
             | ($rows | map(select(.path == "kernel" and .mode == $row.mode and .streams == $row.streams)) | first) as $k
             | . + {
@@ -501,9 +761,17 @@ jq -s \
                 daemon_cpu_percent: (
                     if (.daemon_cpu_seconds // null) != null and (.wall_seconds // 0) > 0
                     then r(100 * .daemon_cpu_seconds / .wall_seconds; 0) else null end),
+                daemon_cpu_percent_by_daemon: (
+                    if (.daemon_cpu_seconds_by_daemon // null) != null and (.wall_seconds // 0) > 0
+                    then .daemon_cpu_seconds_by_daemon | map_values(r(100 * . / $row.wall_seconds; 0))
+                    else null end),
                 daemon_cpu_ns_per_wire_packet: (
                     if (.daemon_cpu_seconds // null) != null and (.gateway_wire_packets // 0) > 0
-                    then r(1e9 * .daemon_cpu_seconds / .gateway_wire_packets; 0) else null end)
+                    then r(1e9 * .daemon_cpu_seconds / .gateway_wire_packets; 0) else null end),
+                sku_capped: (
+                    if (.sku_cap_gbps // null) != null and .gbps != null
+                    then ((.gbps - .sku_cap_gbps) | if . < 0 then -. else . end) <= 0.1 * .sku_cap_gbps
+                    else null end)
               } ]
       }' "$tmp/rows.jsonl" >"$out/results.json"
 
@@ -513,25 +781,34 @@ table_rows() {
         .path, .direction, (if .mode == "udp64" then "udp64" else "tcp" end), (.streams | tostring),
         (if .gbps == null then "FAILED" else .gbps end),
         (.mpps // "-"), (.ratio_to_kernel // "-"), (.daemon_cpu_s_per_gbit // "-"),
-        (.daemon_cpu_percent // "-"), (.daemon_cpu_ns_per_wire_packet // "-")
+        (if .daemon_cpu_percent_by_daemon != null and .daemon_cpu_percent != null then
+            "\(.daemon_cpu_percent) (\(.daemon_cpu_percent_by_daemon | to_entries
+                | map("\(.key) \(.value)") | join(", ")))"
+         else (.daemon_cpu_percent // "-") end),
+        (.daemon_cpu_ns_per_wire_packet // "-"),
+        (if .sku_capped == true then "SKU-capped (\(.sku_cap_gbps) Gbit/s per tunnel)" else "" end)
       ] | map(tostring) | @tsv' "$out/results.json" | awk -F'\t' -v OFS='\t' '
         BEGIN { split("%.2f %.3f %.2f %.3f %.0f %.0f", fmt, " ") }
         { for (i = 5; i <= 10; i++) if ($i ~ /^-?[0-9.e+-]+$/ && $i != "-") $i = sprintf(fmt[i - 4], $i) }
         { print }'
 }
-header=(path direction mode streams "Gbit/s" Mpps "vs kernel" "CPU s/Gbit" "CPU %" "CPU ns/pkt")
+header=(path direction mode streams "Gbit/s" Mpps "vs kernel" "CPU s/Gbit" "CPU %" "CPU ns/pkt" note)
 {
     echo "# Causeway vs kernel forwarding"
     echo
     echo "Machine: $ncpu CPU(s), $cpu_model, Linux $kernel; load average $load_start at start, $load_end at end."
     echo "$iperf_version, ${time_s} s per test, one test at a time. Causeway: ErGwScale (40 scale units)."
+    echo "Tunnel: two causewayd joined by one IPsec tunnel (ESP $tunnel_cipher in UDP, manual SAs), a"
+    echo "VpnGw5 gateway each: the SKU caps one tunnel at $tunnel_cap_gbps Gbit/s per direction (\"SKU-capped\":"
+    echo "within 10% of it)."
     echo "Gbit/s and Mpps are what the receiver got; \"vs kernel\" divides by the same-run kernel"
     echo "figure of the same mode and stream count (TCP: Gbit/s, UDP: Mpps). CPU: causewayd's"
-    echo "utime + stime over the test (all threads; 100% = one core)."
+    echo "utime + stime over the test (all threads; 100% = one core); tunnel rows: both daemons"
+    echo "together (A and B in brackets), per packet counted once."
     echo
     printf '| %s ' "${header[@]}"
     echo '|'
-    echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
     table_rows | awk -F'\t' '{ printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n" }'
 } >"$out/results.md"
 
@@ -544,12 +821,12 @@ echo
     END {
         for (r = 1; r <= rows; r++) {
             line = ""
-            for (i = 1; i <= n; i++) line = line sprintf("%" (i <= 3 ? "-" : "") w[i] "s  ", cell[r, i])
+            for (i = 1; i <= n; i++) line = line sprintf("%" (i <= 3 || i == n ? "-" : "") w[i] "s  ", cell[r, i])
             sub(/ +$/, "", line); print line
         }
     }'
 echo
-echo "results: $out/results.json, $out/results.md (raw iperf3 JSON and daemon log in $out/raw)"
+echo "results: $out/results.json, $out/results.md (raw iperf3 JSON, daemon logs and counters in $out/raw)"
 if ((failures)); then
     log "$failures test(s) failed; see above"
     exit 1

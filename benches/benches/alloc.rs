@@ -273,14 +273,17 @@ fn esp_seal_open() -> Result<bool, String> {
             let len = *len;
             for _ in 0..rounds {
                 let ok = match tx.seal(buf, HEADROOM, len, 4) {
-                    Ok(r) => match rx.open(&mut buf[r]) {
-                        Ok(o) => {
-                            Some(o.seq) == tx.next_seq().map(|n| n - 1)
-                                && o.inner == (HEADROOM..HEADROOM + len)
-                                && buf[HEADROOM..HEADROOM + len] == original[..]
+                    Ok(r) => {
+                        let at = r.start;
+                        match rx.open(&mut buf[r]) {
+                            Ok(o) => {
+                                Some(o.seq) == tx.next_seq().map(|n| n - 1)
+                                    && o.inner.len() == len
+                                    && buf[at + o.inner.start..at + o.inner.end] == original[..]
+                            }
+                            Err(_) => false,
                         }
-                        Err(_) => false,
-                    },
+                    }
                     Err(_) => false,
                 };
                 if !ok && failure.is_none() {

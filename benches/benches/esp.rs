@@ -8,7 +8,9 @@
 //!
 //! - `esp_seal/<cipher>_esp/<size>`: one `OutboundSa::seal` per iteration, in place, in the same
 //!   buffer (its contents change every time; the AEAD's cost does not depend on them). No ESN,
-//!   as the daemon's default: an 8-byte AAD. Every result is checked.
+//!   as the daemon's default: an 8-byte AAD. Every result is checked against one reference seal
+//!   (`causeway_benches::esp::layout`: where the ESP packet lies and how many bytes the AEAD
+//!   encrypts), so that nothing here hardcodes the packet format.
 //! - `esp_seal/<cipher>_aead/<size>`: `LessSafeKey::seal_in_place_separate_tag` alone over the
 //!   bytes ESP encrypts for that packet (the packet, 0-3 pad bytes and the 2-byte trailer), with
 //!   the nonce (`salt || 64-bit sequence number`) and the AAD (`SPI || 32-bit sequence number`)
@@ -31,7 +33,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use causeway_benches::esp::{self, RawAead, CIPHERS, SIZES};
-use causeway_esp::{sealed_len, Cipher, HEADROOM, ICV_LEN};
+use causeway_esp::{Cipher, HEADROOM, ICV_LEN};
 use criterion::{BenchmarkId, Criterion, Throughput};
 
 /// Packets sealed ahead and opened per timed batch.
@@ -54,13 +56,13 @@ fn seal(c: &mut Criterion) {
         for len in SIZES {
             group.throughput(Throughput::Bytes(len as u64));
 
+            let layout = esp::layout(cipher, len);
             let mut tx = esp::outbound(cipher);
             let mut buf = esp::inner_buffer(len);
-            let end = sealed_len(len);
             group.bench_function(id(cipher, "esp", len), |b| {
                 b.iter(|| {
                     let r = tx.seal(black_box(&mut buf), HEADROOM, len, 4);
-                    if !matches!(&r, Ok(x) if x.start == 0 && x.end == end) {
+                    if !matches!(&r, Ok(x) if *x == layout.esp) {
                         panic!("esp_seal/{cipher}/{len}: {r:?}");
                     }
                     black_box(r)
@@ -69,7 +71,7 @@ fn seal(c: &mut Criterion) {
 
             let aead = RawAead::new(cipher);
             let mut buf = esp::inner_buffer(len);
-            let n = esp::encrypted_len(len);
+            let n = layout.encrypted;
             let mut seq = 0u64;
             group.bench_function(id(cipher, "aead", len), |b| {
                 b.iter(|| {
@@ -117,9 +119,10 @@ fn open(c: &mut Criterion) {
         for len in SIZES {
             group.throughput(Throughput::Bytes(len as u64));
 
+            let layout = esp::layout(cipher, len);
             let sealed = esp::sealed_batch(cipher, len, BATCH);
             let mut work = sealed.clone();
-            let inner = HEADROOM..HEADROOM + len;
+            let inner = layout.header..layout.header + len;
             group.bench_function(id(cipher, "esp", len), |b| {
                 b.iter_custom(|iters| {
                     batched(
@@ -138,9 +141,9 @@ fn open(c: &mut Criterion) {
             });
 
             let aead = RawAead::new(cipher);
-            let sealed = aead.sealed_batch(len, BATCH);
+            let n = layout.encrypted;
+            let sealed = aead.sealed_batch(len, n, BATCH);
             let mut work = sealed.clone();
-            let n = esp::encrypted_len(len);
             assert_eq!(sealed[0].len(), n + ICV_LEN);
             group.bench_function(id(cipher, "aead", len), |b| {
                 b.iter_custom(|iters| {

@@ -256,11 +256,15 @@ pub fn forwarded_now(v: &Verdict, now_ns: u64, len: usize) -> bool {
 /// ESP fixtures: security-association pairs keyed alike for every cipher, inner packets in
 /// buffers with the room `OutboundSa::seal` needs, and the raw AEAD of `aws-lc-rs` keyed and
 /// fed exactly as `causeway_esp` feeds it, so that the two can be compared.
+///
+/// Nothing here assumes a packet layout: where `seal` puts the ESP packet and how many bytes the
+/// AEAD encrypts are taken from one reference seal ([`layout`]).
 pub mod esp {
+    use std::ops::Range;
+
     use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey};
     use causeway_esp::{
-        pad_len, sealed_len, Cipher, InboundSa, KeyMaterial, OutboundSa, HEADROOM, SALT_LEN,
-        TAILROOM, TRAILER_LEN,
+        Cipher, InboundSa, KeyMaterial, OutboundSa, HEADROOM, ICV_LEN, SALT_LEN, TAILROOM,
     };
 
     use super::{udp_v4, Dir};
@@ -271,7 +275,7 @@ pub mod esp {
     /// Inner IP packet sizes (IPv4 total length) the ESP benchmarks use.
     pub const SIZES: [usize; 3] = [64, 512, 1400];
 
-    /// The three ciphers in the order the benchmarks report them.
+    /// The three AEAD ciphers in the order the benchmarks report them.
     pub const CIPHERS: [Cipher; 3] = [
         Cipher::Aes128Gcm16,
         Cipher::Aes256Gcm16,
@@ -306,22 +310,48 @@ pub mod esp {
         buf
     }
 
-    /// Bytes the AEAD encrypts for an inner packet of `len` bytes: the packet, its padding and
-    /// the 2-byte trailer (the ICV comes on top).
-    pub const fn encrypted_len(len: usize) -> usize {
-        len + pad_len(len) + TRAILER_LEN
+    /// What `OutboundSa::seal(buf, HEADROOM, len, 4)` does with an [`inner_buffer`]`(len)`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Layout {
+        /// The ESP packet in the buffer, from the SPI to the end of the ICV.
+        pub esp: Range<usize>,
+        /// Bytes in front of the inner packet: ESP header and IV.
+        pub header: usize,
+        /// Bytes the AEAD encrypts: the inner packet, its padding and the 2-byte trailer.
+        pub encrypted: usize,
+    }
+
+    /// The [`Layout`] of an inner packet of `len` bytes for `cipher` (an AEAD), from one seal by
+    /// a throwaway SA.
+    pub fn layout(cipher: Cipher, len: usize) -> Layout {
+        let mut buf = inner_buffer(len);
+        let esp = outbound(cipher)
+            .seal(&mut buf, HEADROOM, len, 4)
+            .expect("seal");
+        assert_eq!(buf[esp.start..esp.start + 4], SPI.to_be_bytes());
+        let header = HEADROOM - esp.start;
+        let encrypted = esp.len() - header - ICV_LEN;
+        assert!(
+            encrypted >= len + 2,
+            "{cipher}: {encrypted} bytes encrypted for {len}"
+        );
+        Layout {
+            esp,
+            header,
+            encrypted,
+        }
     }
 
     /// `count` ESP packets (sequence numbers 1..=count) sealed by a fresh [`outbound`] SA from
-    /// inner packets of `len` bytes, each exactly `sealed_len(len)` bytes long: what an
-    /// [`inbound`] SA opens.
+    /// inner packets of `len` bytes: what an [`inbound`] SA opens.
     pub fn sealed_batch(cipher: Cipher, len: usize, count: usize) -> Vec<Vec<u8>> {
         let mut tx = outbound(cipher);
+        let want = layout(cipher, len).esp;
         (0..count)
             .map(|_| {
                 let mut buf = inner_buffer(len);
                 let r = tx.seal(&mut buf, HEADROOM, len, 4).expect("seal");
-                assert_eq!(r.len(), sealed_len(len));
+                assert_eq!(r, want);
                 buf[r].to_vec()
             })
             .collect()
@@ -336,13 +366,15 @@ pub mod esp {
     }
 
     impl RawAead {
+        /// For one of the AEAD ciphers of [`CIPHERS`] (panics for another).
         pub fn new(cipher: Cipher) -> RawAead {
             let material = key_bytes(cipher);
             let (k, s) = material.split_at(cipher.key_len());
-            let algorithm = match cipher {
-                Cipher::Aes128Gcm16 => &aws_lc_rs::aead::AES_128_GCM,
-                Cipher::Aes256Gcm16 => &aws_lc_rs::aead::AES_256_GCM,
-                Cipher::ChaCha20Poly1305 => &aws_lc_rs::aead::CHACHA20_POLY1305,
+            let algorithm = match cipher.name() {
+                "aes128gcm16" => &aws_lc_rs::aead::AES_128_GCM,
+                "aes256gcm16" => &aws_lc_rs::aead::AES_256_GCM,
+                "chacha20poly1305" => &aws_lc_rs::aead::CHACHA20_POLY1305,
+                other => panic!("no raw AEAD to compare {other} with"),
             };
             RawAead {
                 key: LessSafeKey::new(UnboundKey::new(algorithm, k).expect("AEAD key")),
@@ -381,13 +413,12 @@ pub mod esp {
                 .map(|p| p.len())
         }
 
-        /// `count` ciphertexts with their tags appended (packet numbers 1..=count), of
-        /// `encrypted_len(len)` plaintext bytes each: what [`open`](Self::open) opens.
-        pub fn sealed_batch(&self, len: usize, count: usize) -> Vec<Vec<u8>> {
+        /// `count` ciphertexts of `encrypted` bytes with their tags appended (packet numbers
+        /// 1..=count), made from inner packets of `len` bytes: what [`open`](Self::open) opens.
+        pub fn sealed_batch(&self, len: usize, encrypted: usize, count: usize) -> Vec<Vec<u8>> {
             (1..=count as u64)
                 .map(|seq| {
-                    let mut buf =
-                        inner_buffer(len)[HEADROOM..HEADROOM + encrypted_len(len)].to_vec();
+                    let mut buf = inner_buffer(len)[HEADROOM..HEADROOM + encrypted].to_vec();
                     let tag = self.seal(seq, &mut buf);
                     buf.extend_from_slice(tag.as_ref());
                     buf

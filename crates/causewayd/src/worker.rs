@@ -502,8 +502,18 @@ impl Worker {
                             gw.ingress.drop(DropReason::EspMalformed, 1);
                             continue;
                         }
+                        // The source is not checked: a NAT may change it, and only the SA's
+                        // key decides what is authentic.
                         let (data, _src, _) = rb.packet(i);
-                        self.tunnel_datagram(data, &mut t, &mut ing, &mut held, &mut b, &gw);
+                        self.tunnel_datagram(
+                            data,
+                            &mut t,
+                            &vnet_out[0],
+                            &mut ing,
+                            &mut held,
+                            &mut b,
+                            &gw,
+                        );
                     }
                     if n < UDP_BATCH {
                         break;
@@ -514,10 +524,12 @@ impl Worker {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn tunnel_datagram(
         &self,
         data: &mut [u8],
         t: &mut TunnelInputs,
+        vnet_out: &Output,
         ing: &mut Ingress,
         held: &mut Held,
         b: &mut Buffers,
@@ -572,8 +584,12 @@ impl Worker {
                 // An ICMP error or echo reply about an inner packet goes back through the tunnel.
                 if let Some(Some(tx)) = t.senders.get(conn) {
                     let reply = &b.reply[VNET_HDR_LEN..VNET_HDR_LEN + len];
-                    if let Err(TxFail::Drop(r)) = tx.seal_send(reply, None, &mut b.tx.seal) {
-                        self.count_drop(r, conn, Dir::Egress);
+                    match tx.seal_send(reply, None, &mut b.tx.seal) {
+                        Ok(()) => {}
+                        Err(TxFail::Drop(r)) => self.count_drop(r, conn, Dir::Egress),
+                        Err(TxFail::Io(_)) => {
+                            self.count_drop(DropReason::TxError, conn, Dir::Egress)
+                        }
                     }
                 }
                 return;
@@ -582,8 +598,7 @@ impl Worker {
         };
         let bytes = &data[start - VNET_HDR_LEN..start + len];
         if held.is_empty() && at <= now {
-            let out = Output::Tun(t.vnet.clone());
-            self.send(&out, bytes, frag, &mut b.tx, conn, Dir::Ingress);
+            self.send(vnet_out, bytes, frag, &mut b.tx, conn, Dir::Ingress);
         } else if !held.push(bytes, conn, at, frag) {
             self.count_drop(DropReason::ShapedBps, conn, Dir::Ingress);
         }

@@ -2,19 +2,28 @@
 
 /// Adds `data` to a running one's-complement sum (not yet folded). Odd lengths are padded with a
 /// zero byte, so only the last chunk of a message may have an odd length.
-pub fn add(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum = sum.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
-        // Fold early so that very long inputs cannot overflow the accumulator.
-        if sum & 0x8000_0000 != 0 {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
+pub fn add(sum: u32, data: &[u8]) -> u32 {
+    // 32-bit big-endian words summed into 64 bits: since 2^16 = 1 modulo 2^16 - 1, this is the
+    // same one's-complement sum as 16-bit words, four times fewer additions, and no overflow
+    // below 2^32 words.
+    let mut acc: u64 = u64::from(sum);
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
     }
-    if let [last] = chunks.remainder() {
-        sum = sum.wrapping_add(u32::from(*last) << 8);
+    let rest = words.remainder();
+    let mut pairs = rest.chunks_exact(2);
+    for p in &mut pairs {
+        acc += u64::from(u16::from_be_bytes([p[0], p[1]]));
     }
-    sum
+    if let [last] = pairs.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    // Fold to 32 bits, keeping the value modulo 2^16 - 1.
+    while acc >> 32 != 0 {
+        acc = (acc & 0xffff_ffff) + (acc >> 32);
+    }
+    acc as u32
 }
 
 /// Folds a running sum to 16 bits (not complemented).
@@ -88,7 +97,30 @@ mod tests {
         assert_eq!(fold(add(0, &[0x12])), 0x1200);
     }
 
+    /// The straightforward RFC 1071 sum over 16-bit words.
+    fn reference(data: &[u8]) -> u16 {
+        let mut sum: u32 = 0;
+        for c in data.chunks(2) {
+            let w = if c.len() == 2 {
+                u16::from_be_bytes([c[0], c[1]])
+            } else {
+                u16::from(c[0]) << 8
+            };
+            sum += u32::from(w);
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
     proptest! {
+        #[test]
+        fn fast_sum_matches_the_reference(data in proptest::collection::vec(any::<u8>(), 0..3000), split in 0usize..3000) {
+            prop_assert_eq!(fold(add(0, &data)), reference(&data));
+            // Sums over an even split chain like one sum.
+            let at = (split % (data.len() + 1)) & !1;
+            prop_assert_eq!(fold(add(add(0, &data[..at]), &data[at..])), reference(&data));
+        }
+
         #[test]
         fn incremental_update_matches_recompute(mut data in proptest::collection::vec(any::<u8>(), 2..64), idx in 0usize..31, new in any::<u16>()) {
             let words = data.len() / 2;

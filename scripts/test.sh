@@ -32,7 +32,7 @@ fi
 # The end-to-end tests run the binaries: build them all first, in the same profile.
 log "building (profile ci: optimised, with debug assertions and overflow checks)"
 cargo build --profile ci --bins
-# Two test threads: end-to-end tests run two labs at a time at most; throughput tests take a
-# lock so that they never run together.
+# Two test threads: end-to-end tests run two labs at a time at most; a throughput test runs
+# alone (it holds the suite's machine lock exclusively).
 log "running the tests"
 cargo test --profile ci "$@" -- --test-threads=2

@@ -62,9 +62,10 @@
 //! mtu = 1400                                 # optional tunnel MTU, 576..=9000, default 1400
 //! mss_clamp = 1350                           # optional, 536..=mtu-40 or 0 (off), default mtu-50
 //! [connection.manual_sa]                     # required until IKEv2 is implemented
-//! esp = "aes256gcm16"                        # or aes128gcm16, chacha20poly1305
+//! esp = "aes256gcm16"                        # or aes128gcm16, chacha20poly1305, aes256-sha256, aes128-sha256
 //! out_spi = 0x00001001                       # 256..=0xffffffff
-//! out_key = "HEX"                            # key + 4-byte salt (36 bytes for aes256gcm16)
+//! out_key = "HEX"                            # AEAD: key + 4-byte salt (36 bytes for aes256gcm16);
+//!                                            # CBC: encryption key + 32-byte HMAC key (64 for aes256-sha256)
 //! in_spi = 0x00002002                        # unique among all IPsec connections
 //! in_key = "HEX"
 //! esn = false                                # optional, default false
@@ -289,11 +290,12 @@ pub struct IpsecConfig {
 /// A pair of manually keyed ESP SAs (`[connection.manual_sa]`), one per direction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManualSa {
-    /// The AEAD transform of both SAs (`esp`).
+    /// The ESP transform of both SAs (`esp`): an AEAD, or AES-CBC with HMAC-SHA-256-128.
     pub cipher: Cipher,
     /// The SPI of outbound packets (the peer's inbound SA): 256..=0xffffffff.
     pub out_spi: u32,
-    /// The outbound keying material (key then 4-byte salt), of `cipher.key_material_len()` bytes.
+    /// The outbound keying material, of `cipher.key_material_len()` bytes: for an AEAD the key
+    /// then its 4-byte salt, for AES-CBC the encryption key then the 32-byte integrity key.
     pub out_key: SecretKey,
     /// The SPI of inbound packets: 256..=0xffffffff, unique among the IPsec connections of the
     /// file (inbound ESP is demultiplexed by SPI).
@@ -307,7 +309,7 @@ pub struct ManualSa {
     pub replay_window: u32,
 }
 
-/// ESP keying material from the configuration (a cipher key followed by its 4-byte salt).
+/// ESP keying material from the configuration (see [`ManualSa::out_key`] for the layout).
 ///
 /// The bytes are zeroized on drop (each clone holds its own copy and zeroizes it), never
 /// printed (`Debug` and `Display` show `<redacted>`) and compared in constant time.
@@ -3971,12 +3973,12 @@ in_key = "{IN_KEY}"
 
     #[test]
     fn manual_sa_cipher_and_spis() {
-        let text = vpn_edit("esp = \"aes256gcm16\"", "esp = \"aes256-sha256\"");
+        let text = vpn_edit("esp = \"aes256gcm16\"", "esp = \"aes256-sha1\"");
         let all = expect_at_all(
             &text,
             line_of(&text, "esp = "),
             &format!("{S2S}.manual_sa.esp"),
-            "unknown ESP cipher \"aes256-sha256\"; known ciphers are aes256gcm16, aes128gcm16, chacha20poly1305",
+            "unknown ESP cipher \"aes256-sha1\"; known ciphers are aes256gcm16, aes128gcm16, chacha20poly1305, aes256-sha256, aes128-sha256",
         );
         // Without a known cipher the key lengths cannot be checked (and are not reported).
         assert_eq!(all.len(), 1, "{all:?}");

@@ -4,18 +4,35 @@
 //! Each test builds its own lab: two namespaces named `cwt<pid>x<n>-vnet` / `-onprem`, a config,
 //! a daemon with its own control socket. Everything is removed when the test ends, pass or fail
 //! (the `Lab` guard), and namespaces left by a killed run (`cwt*` of a dead pid) are removed at
-//! start. Throughput tests take a lock so that two never run at once. These tests need root.
+//! start. A throughput test runs alone (it holds the machine lock exclusively). These tests need root.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, Once};
+use std::sync::{Once, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use causeway_api::{Request, Stats, Status};
 
-static THROUGHPUT: Mutex<()> = Mutex::new(());
+/// Labs share the machine: a throughput test takes this exclusively (no other lab runs beside
+/// it, so its measurement is its own), every other lab takes it shared.
+static MACHINE: RwLock<()> = RwLock::new(());
+
+/// How a lab holds [`MACHINE`].
+#[allow(dead_code)]
+enum MachineGuard {
+    Shared(RwLockReadGuard<'static, ()>),
+    Exclusive(RwLockWriteGuard<'static, ()>),
+}
+
+fn machine(exclusive: bool) -> MachineGuard {
+    if exclusive {
+        MachineGuard::Exclusive(MACHINE.write().unwrap_or_else(|e| e.into_inner()))
+    } else {
+        MachineGuard::Shared(MACHINE.read().unwrap_or_else(|e| e.into_inner()))
+    }
+}
 static CLEAN: Once = Once::new();
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -240,9 +257,12 @@ struct Lab {
     socket: PathBuf,
     config: PathBuf,
     daemon: Option<Daemon>,
+    _machine: MachineGuard,
 }
 
 struct LabSpec<'a> {
+    /// A throughput test: no other lab runs beside it.
+    exclusive: bool,
     sku: &'a str,
     circuit_mtu: u32,
     /// routing_weight of each circuit; every circuit offers the same on-premises prefixes and
@@ -253,6 +273,7 @@ struct LabSpec<'a> {
 impl Default for LabSpec<'_> {
     fn default() -> Self {
         LabSpec {
+            exclusive: false,
             sku: "sku = \"Standard\"",
             circuit_mtu: 1500,
             weights: &[0],
@@ -262,6 +283,7 @@ impl Default for LabSpec<'_> {
 
 impl Lab {
     fn new(spec: LabSpec) -> Lab {
+        let guard = machine(spec.exclusive);
         require_root();
         remove_stale();
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
@@ -286,6 +308,7 @@ impl Lab {
             config: dir.join("causeway.toml"),
             dir,
             daemon: None,
+            _machine: guard,
         };
         for ns in std::iter::once(&lab.vnet).chain(&lab.onprems) {
             let o = run(Command::new("ip").args(["netns", "add", ns]));
@@ -588,8 +611,10 @@ fn assert_band(mbps: f64, rate: f64, what: &str) {
 
 #[test]
 fn iperf3_through_standard_is_held_to_1_gbit() {
-    let _g = THROUGHPUT.lock().unwrap_or_else(|e| e.into_inner());
-    let lab = Lab::new(LabSpec::default());
+    let lab = Lab::new(LabSpec {
+        exclusive: true,
+        ..LabSpec::default()
+    });
     let up = lab.iperf(6, false, false);
     assert_band(up, 1000.0, "Standard, VNet -> on-premises");
     let down = lab.iperf(6, true, false);
@@ -602,8 +627,8 @@ fn iperf3_through_standard_is_held_to_1_gbit() {
 
 #[test]
 fn iperf3_through_high_performance_is_held_to_2_gbit() {
-    let _g = THROUGHPUT.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::new(LabSpec {
+        exclusive: true,
         sku: "sku = \"HighPerformance\"",
         ..LabSpec::default()
     });
@@ -826,7 +851,11 @@ const KEY_AB: &str = "1111111111111111111111111111111111111111111111111111111111
 const KEY_BA: &str = "2222222222222222222222222222222222222222222222222222222222222222eeff0011";
 
 struct VpnSpec<'a> {
+    /// A throughput test: no other lab runs beside it.
+    exclusive: bool,
     sku: &'a str,
+    /// The ESP transform; keys are stretched to its length from `KEY_AB` / `KEY_BA`.
+    esp: &'a str,
     /// The key B expects from A (`KEY_AB` unless a test wants the wrong one).
     b_in_key: &'a str,
     circuit: bool,
@@ -836,7 +865,9 @@ struct VpnSpec<'a> {
 impl Default for VpnSpec<'_> {
     fn default() -> Self {
         VpnSpec {
+            exclusive: false,
             sku: "VpnGw1",
+            esp: "aes256gcm16",
             b_in_key: KEY_AB,
             circuit: false,
             tunnel_mtu: 1400,
@@ -854,10 +885,23 @@ struct VpnLab {
     a: Option<Daemon>,
     b: Option<Daemon>,
     config_a: PathBuf,
+    _machine: MachineGuard,
+}
+
+/// `seed` (hex) repeated to the key length of `esp` (the 36-byte AEAD keys unchanged).
+fn key_for(esp: &str, seed: &str) -> String {
+    let bytes = match esp {
+        "aes256-sha256" => 64,
+        "aes128-sha256" => 48,
+        "aes128gcm16" => 20,
+        _ => 36,
+    };
+    seed.chars().cycle().take(2 * bytes).collect()
 }
 
 #[allow(clippy::too_many_arguments)]
 fn vpn_config(
+    esp: &str,
     vnet_space: &str,
     vnet_netns: &str,
     vnet_addr: &str,
@@ -898,7 +942,7 @@ peer_address = "{peer}"
 prefixes = ["{remote}", "{remote_v6}"]
 mtu = {mtu}
 [connection.manual_sa]
-esp = "aes256gcm16"
+esp = "{esp}"
 out_spi = {out_spi}
 out_key = "{out_key}"
 in_spi = {in_spi}
@@ -917,6 +961,7 @@ in_key = "{in_key}"
 
 impl VpnLab {
     fn new(spec: VpnSpec) -> VpnLab {
+        let guard = machine(spec.exclusive);
         require_root();
         remove_stale();
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
@@ -934,6 +979,7 @@ impl VpnLab {
             dir,
             a: None,
             b: None,
+            _machine: guard,
         };
         for ns in lab.namespaces() {
             let o = run(Command::new("ip").args(["netns", "add", ns]));
@@ -967,7 +1013,13 @@ impl VpnLab {
                  netns = \"{er}\"\naddresses = [\"10.3.0.10/16\"]\n"
             );
         }
+        let (k_ab, k_ba, k_b_in) = (
+            key_for(spec.esp, KEY_AB),
+            key_for(spec.esp, KEY_BA),
+            key_for(spec.esp, spec.b_in_key),
+        );
         let a = vpn_config(
+            spec.esp,
             "10.1.0.0/16",
             &lab.vnet,
             "10.1.0.10/16",
@@ -976,8 +1028,8 @@ impl VpnLab {
             "192.0.2.1",
             "192.0.2.2",
             "10.3.0.0/16",
-            ("0x1001", KEY_AB),
-            ("0x2002", KEY_BA),
+            ("0x1001", &k_ab),
+            ("0x2002", &k_ba),
             spec.tunnel_mtu,
             &extra_a,
         );
@@ -986,6 +1038,7 @@ impl VpnLab {
             spec.sku
         );
         let b = vpn_config(
+            spec.esp,
             "10.3.0.0/16",
             &lab.onprem,
             "10.3.0.10/16",
@@ -994,8 +1047,8 @@ impl VpnLab {
             "192.0.2.2",
             "192.0.2.1",
             "10.1.0.0/16",
-            ("0x2002", KEY_BA),
-            ("0x1001", spec.b_in_key),
+            ("0x2002", &k_ba),
+            ("0x1001", &k_b_in),
             spec.tunnel_mtu,
             "",
         );
@@ -1390,8 +1443,10 @@ fn a_circuit_wins_over_a_tunnel_for_the_same_prefix_which_is_its_backup() {
 
 #[test]
 fn iperf3_through_a_vpngw1_tunnel_is_held_to_650_mbit() {
-    let _g = THROUGHPUT.lock().unwrap_or_else(|e| e.into_inner());
-    let lab = VpnLab::new(VpnSpec::default());
+    let lab = VpnLab::new(VpnSpec {
+        exclusive: true,
+        ..VpnSpec::default()
+    });
     let up = iperf3(&lab.vnet, &lab.onprem, "10.3.0.10", 6, false);
     assert_band(up, 650.0, "VpnGw1 tunnel, VNet -> on-premises");
     let down = iperf3(&lab.vnet, &lab.onprem, "10.3.0.10", 6, true);
@@ -1453,4 +1508,17 @@ fn a_restarted_manual_sa_never_reuses_a_sequence_number() {
         "resumed at {after}, inside the old lease"
     );
     assert_eq!(tunnel_stats(lab.b()).ingress.drops["esp_replayed"], 0);
+}
+
+#[test]
+fn aes_cbc_hmac_sha256_tunnels_work_too() {
+    let lab = VpnLab::new(VpnSpec {
+        esp: "aes256-sha256",
+        ..VpnSpec::default()
+    });
+    let t = lab.ping(&["-c", "3", "-i", "0.2", "-s", "1000", "10.3.0.10"]);
+    assert!(t.contains("3 received"), "{t}\nA:\n{}", lab.a().log());
+    let a = tunnel_stats(lab.a());
+    assert_eq!(a.esp.as_ref().unwrap().cipher, "aes256-sha256");
+    assert!(a.egress.packets >= 3 && a.ingress.packets >= 3);
 }

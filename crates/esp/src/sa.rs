@@ -1,6 +1,6 @@
 //! Security associations: [`OutboundSa::seal`] and [`InboundSa::open`], in place.
 //!
-//! The ESP packet (RFC 4303 section 2, tunnel mode, combined-mode AEAD):
+//! The ESP packet (RFC 4303 section 2, tunnel mode), with an AEAD (combined mode):
 //!
 //! ```text
 //!  0               4               8                       16
@@ -14,16 +14,34 @@
 //!
 //! The IV is the 64-bit sequence number (big-endian): unique per SA, which is all that
 //! RFC 4106 section 3.1 / RFC 7634 section 2 ask of it. Padding brings payload + padding + 2
-//! to a multiple of 4 (RFC 4303 section 2.4), so at most 3 pad bytes are ever added.
+//! to a multiple of 4 (RFC 4303 section 2.4), so at most 3 pad bytes are ever added. The AAD
+//! (SPI and sequence number) authenticates the header.
+//!
+//! With AES-CBC + HMAC-SHA-256-128 (RFC 3602, RFC 4868), encrypt-then-MAC:
+//!
+//! ```text
+//!  0               4               8                                               24
+//! +---------------+---------------+-----------------------------------------------+----------
+//! |      SPI      | Sequence (lo) |         IV (16 bytes, clear, unpredictable)   | inner ...
+//! +---------------+---------------+-----------------------------------------------+----------
+//!     ... | Padding 1,2,3.. (0-15) | Pad Length | Next Header | ICV (16 bytes)               |
+//!     ----+------------------------+------------+-------------+------------------------------+
+//!          \__________ encrypted (whole 16-byte blocks): inner .. Next Header ___/
+//!  \____________________ ICV input: SPI .. Next Header (|| Sequence (hi) with ESN) ____/
+//! ```
+//!
+//! Padding brings payload + padding + 2 to a multiple of the 16-byte AES block, so at most 15
+//! pad bytes. The receiver checks the ICV (in constant time) before it decrypts anything, and
+//! the padding only after that, so no padding oracle exists. How the IV is chosen: see
+//! [`crate::cipher`].
 
 use core::fmt;
 use core::ops::Range;
 
-use crate::cipher::{Cipher, EspAad, EspAead, KeyMaterial};
+use crate::cipher::{Cipher, EspCrypto, KeyLayout, KeyMaterial};
 use crate::replay::{Replay, ReplayWindow, WindowSizeError};
 use crate::{
-    ESP_HEADER_LEN, HEADROOM, ICV_LEN, IV_LEN, MIN_ESP_LEN, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6,
-    NEXT_HEADER_NONE, TRAILER_LEN,
+    ESP_HEADER_LEN, ICV_LEN, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE, TRAILER_LEN,
 };
 
 /// Why an SA could not be built.
@@ -40,7 +58,8 @@ pub enum SaError {
     },
     /// The replay window size is not allowed.
     ReplayWindow(WindowSizeError),
-    /// The crypto library refused the key.
+    /// The crypto library refused the key (or, outbound AES-CBC, could not draw the IV key
+    /// from the CSPRNG).
     Crypto,
 }
 
@@ -59,8 +78,8 @@ impl fmt::Display for SaError {
                 got,
             } => write!(
                 f,
-                "key for {cipher} must be {expected} bytes ({} key + 4 salt), got {got}",
-                cipher.key_len()
+                "key for {cipher} must be {expected} bytes ({}), got {got}",
+                KeyLayout(*cipher)
             ),
             SaError::ReplayWindow(e) => e.fmt(f),
             SaError::Crypto => f.write_str("the crypto library refused the key"),
@@ -70,7 +89,12 @@ impl fmt::Display for SaError {
 
 impl std::error::Error for SaError {}
 
-fn check_spi_and_key(spi: u32, cipher: Cipher, key: &KeyMaterial) -> Result<EspAead, SaError> {
+fn check_spi_and_key(
+    spi: u32,
+    cipher: Cipher,
+    key: &KeyMaterial,
+    seal: bool,
+) -> Result<EspCrypto, SaError> {
     if spi < 256 {
         return Err(SaError::ReservedSpi(spi));
     }
@@ -82,13 +106,14 @@ fn check_spi_and_key(spi: u32, cipher: Cipher, key: &KeyMaterial) -> Result<EspA
             got: key.len(),
         });
     }
-    EspAead::new(cipher, key).map_err(|_| SaError::Crypto)
+    EspCrypto::new(cipher, key, seal).map_err(|_| SaError::Crypto)
 }
 
 /// Why a packet could not be sealed. The buffer is untouched unless noted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SealError {
-    /// Fewer than [`HEADROOM`] bytes before the inner packet.
+    /// Fewer than the transform's [`Cipher::header_len`] bytes (at most [`crate::HEADROOM`])
+    /// before the inner packet.
     NoHeadroom,
     /// The inner packet plus padding, trailer and ICV do not fit the buffer (or the inner
     /// range itself lies outside it).
@@ -129,7 +154,7 @@ pub struct OutboundSa {
     spi: u32,
     cipher: Cipher,
     esn: bool,
-    aead: EspAead,
+    crypto: EspCrypto,
     /// Last sequence number used; 0 before the first packet.
     last_seq: u64,
     packets: u64,
@@ -137,19 +162,20 @@ pub struct OutboundSa {
 }
 
 impl OutboundSa {
-    /// An SA that sends with `spi` (the SPI the peer chose for its inbound SA).
+    /// An SA that sends with `spi` (the SPI the peer chose for its inbound SA). With AES-CBC
+    /// this draws the SA's IV key from the operating system's CSPRNG.
     pub fn new(
         spi: u32,
         cipher: Cipher,
         key: &KeyMaterial,
         esn: bool,
     ) -> Result<OutboundSa, SaError> {
-        let aead = check_spi_and_key(spi, cipher, key)?;
+        let crypto = check_spi_and_key(spi, cipher, key, true)?;
         Ok(OutboundSa {
             spi,
             cipher,
             esn,
-            aead,
+            crypto,
             last_seq: 0,
             packets: 0,
             bytes: 0,
@@ -159,7 +185,8 @@ impl OutboundSa {
     /// An SA whose first packet carries `next_seq` instead of 1: for manually keyed SAs, which
     /// outlive a restart of the daemon. The sequence number is also the AEAD nonce's IV, so a
     /// restarted sender must never reuse one under the same key: the caller resumes above every
-    /// number it may have used before (see the daemon's sequence lease).
+    /// number it may have used before (see the daemon's sequence lease). (AES-CBC IVs do not
+    /// repeat across a restart either way: each SA draws a fresh IV key.)
     pub fn resume(
         spi: u32,
         cipher: Cipher,
@@ -213,11 +240,13 @@ impl OutboundSa {
 
     /// Seals the inner packet at `buf[head..head + len]` in place, tunnel mode.
     ///
-    /// Needs `HEADROOM` bytes before `head` and [`crate::tail_len`]`(len)` (at most
-    /// `TAILROOM`) after the packet. Writes the ESP header and IV in front, padding, pad length,
+    /// Needs [`Cipher::header_len`] bytes before `head` (16 or 24; [`crate::HEADROOM`] is
+    /// always enough) and [`Cipher::tail_len`]`(len)` after the packet ([`crate::TAILROOM`] is
+    /// always enough). Writes the ESP header and IV in front, padding, pad length,
     /// `next_header` (4 for IPv4, 41 for IPv6, 59 for a dummy packet) and the ICV behind, and
     /// encrypts in between. Returns the range of the ESP packet in `buf`, starting at the SPI:
-    /// `head - HEADROOM .. head + len + tail_len(len)`.
+    /// `head - header_len() .. head + len + tail_len(len)`, of [`Cipher::sealed_len`]`(len)`
+    /// bytes.
     pub fn seal(
         &mut self,
         buf: &mut [u8],
@@ -225,8 +254,11 @@ impl OutboundSa {
         len: usize,
         next_header: u8,
     ) -> Result<Range<usize>, SealError> {
-        let start = head.checked_sub(HEADROOM).ok_or(SealError::NoHeadroom)?;
-        let pad = crate::pad_len(len);
+        let cipher = self.cipher;
+        let start = head
+            .checked_sub(cipher.header_len())
+            .ok_or(SealError::NoHeadroom)?;
+        let pad = cipher.pad_len(len);
         let payload_end = head.checked_add(len).ok_or(SealError::NoTailroom)?;
         let pt_end = payload_end
             .checked_add(pad + TRAILER_LEN)
@@ -236,28 +268,24 @@ impl OutboundSa {
             return Err(SealError::NoTailroom);
         }
         let seq = self.next_seq().ok_or(SealError::SequenceExhausted)?;
-        // Consumed before sealing: a sequence number (our IV) must never be used twice, even
-        // if the crypto call were to fail halfway.
+        // Consumed before sealing: a sequence number (the AEAD IV) must never be used twice,
+        // even if the crypto call were to fail halfway.
         self.last_seq = seq;
 
-        let iv = seq.to_be_bytes();
         buf[start..start + 4].copy_from_slice(&self.spi.to_be_bytes());
-        // Only the low 32 bits travel; with ESN the high half is in the AAD alone.
-        buf[start + 4..start + 8].copy_from_slice(&(seq as u32).to_be_bytes());
-        buf[start + ESP_HEADER_LEN..head].copy_from_slice(&iv);
+        // Only the low 32 bits travel; with ESN the high half is in the AAD or ICV input alone.
+        buf[start + 4..start + ESP_HEADER_LEN].copy_from_slice(&(seq as u32).to_be_bytes());
         for (i, b) in buf[payload_end..payload_end + pad].iter_mut().enumerate() {
-            // i < 3
+            // i < 15
             *b = i as u8 + 1;
         }
         buf[pt_end - 2] = pad as u8;
         buf[pt_end - 1] = next_header;
 
-        let aad = EspAad::new(self.spi, seq, self.esn);
-        let icv = self
-            .aead
-            .seal(&iv, aad.as_bytes(), &mut buf[head..pt_end])
+        // Writes the IV, encrypts the inner packet .. next header, writes the ICV.
+        self.crypto
+            .seal(self.spi, seq, self.esn, &mut buf[start..end])
             .map_err(|_| SealError::Crypto)?;
-        buf[pt_end..end].copy_from_slice(&icv);
         self.packets += 1;
         self.bytes = self.bytes.saturating_add(len as u64);
         Ok(start..end)
@@ -267,6 +295,22 @@ impl OutboundSa {
     #[cfg(test)]
     pub(crate) fn set_last_seq(&mut self, last: u64) {
         self.last_seq = last;
+    }
+
+    /// Test hook (AES-CBC): derive IVs under this IV key instead of a random one.
+    #[cfg(test)]
+    pub(crate) fn set_iv_key(&mut self, iv_key: &[u8]) {
+        if let Some(c) = self.crypto.cbc_sealer_mut() {
+            c.set_iv_key(self.cipher, iv_key);
+        }
+    }
+
+    /// Test hook (AES-CBC): send this IV in every packet.
+    #[cfg(test)]
+    pub(crate) fn set_fixed_iv(&mut self, iv: [u8; crate::CBC_IV_LEN]) {
+        if let Some(c) = self.crypto.cbc_sealer_mut() {
+            c.set_fixed_iv(iv);
+        }
     }
 }
 
@@ -286,7 +330,8 @@ impl fmt::Debug for OutboundSa {
 /// A packet that [`InboundSa::open`] authenticated, decrypted and accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened {
-    /// Where the inner packet now lies (in clear) in the buffer given to `open`.
+    /// Where the inner packet now lies (in clear) in the buffer given to `open`: it starts at
+    /// the transform's [`Cipher::header_len`] (16 for the AEADs, 24 for AES-CBC).
     pub inner: Range<usize>,
     /// 4 (IPv4) or 41 (IPv6).
     pub next_header: u8,
@@ -297,11 +342,13 @@ pub struct Opened {
 /// Why an ESP packet was not delivered. Each variant is a counted drop reason upstream.
 ///
 /// The first four are decided before decryption and leave the buffer and the SA untouched;
-/// `AuthFailed` leaves the SA untouched (the buffer's payload is garbage); the last three
-/// come after the ICV verified, so the replay window has already recorded the packet.
+/// `AuthFailed` leaves the SA untouched (the buffer's payload is garbage with an AEAD, untouched
+/// with AES-CBC); the last three come after the ICV verified, so the replay window has already
+/// recorded the packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpenError {
-    /// Shorter than header + IV + trailer + ICV.
+    /// Shorter than header + IV + trailer + ICV ([`Cipher::min_esp_len`]), or, with AES-CBC,
+    /// a ciphertext that is not a whole number of 16-byte blocks (cannot be decrypted).
     Truncated,
     /// The SPI is not this SA's (the caller's lookup by SPI is wrong).
     WrongSpi,
@@ -366,7 +413,7 @@ pub struct InboundSa {
     spi: u32,
     cipher: Cipher,
     esn: bool,
-    aead: EspAead,
+    crypto: EspCrypto,
     window: ReplayWindow,
     packets: u64,
     bytes: u64,
@@ -383,13 +430,13 @@ impl InboundSa {
         esn: bool,
         replay_window: u32,
     ) -> Result<InboundSa, SaError> {
-        let aead = check_spi_and_key(spi, cipher, key)?;
+        let crypto = check_spi_and_key(spi, cipher, key, false)?;
         let window = ReplayWindow::new(replay_window).map_err(SaError::ReplayWindow)?;
         Ok(InboundSa {
             spi,
             cipher,
             esn,
-            aead,
+            crypto,
             window,
             packets: 0,
             bytes: 0,
@@ -425,10 +472,16 @@ impl InboundSa {
     /// Opens the ESP packet `esp` (the whole UDP 4500 payload, starting at the SPI) in place.
     ///
     /// Order (RFC 4303 section 3.4): length, SPI, replay check (cheap reject, no state change),
-    /// ICV verification and decryption, then the window update, then the trailer checks.
+    /// ICV verification and decryption (AES-CBC: the ICV is verified first, then the payload
+    /// decrypted), then the window update, then the trailer checks.
     pub fn open(&mut self, esp: &mut [u8]) -> Result<Opened, OpenError> {
         let len = esp.len();
-        if len < MIN_ESP_LEN {
+        let cipher = self.cipher;
+        let header_len = cipher.header_len();
+        if len < cipher.min_esp_len() {
+            return Err(OpenError::Truncated);
+        }
+        if !cipher.is_aead() && !(len - header_len - ICV_LEN).is_multiple_of(cipher.block_len()) {
             return Err(OpenError::Truncated);
         }
         let spi = u32::from_be_bytes([esp[0], esp[1], esp[2], esp[3]]);
@@ -446,14 +499,10 @@ impl InboundSa {
             Replay::TooOld => OpenError::TooOld,
         })?;
 
-        let mut iv = [0u8; IV_LEN];
-        iv.copy_from_slice(&esp[ESP_HEADER_LEN..HEADROOM]);
-        let aad = EspAad::new(self.spi, seq, self.esn);
-        let (body, icv) = esp.split_at_mut(len - ICV_LEN);
-        let pt = &mut body[HEADROOM..];
-        self.aead
-            .open(&iv, aad.as_bytes(), icv, pt)
+        self.crypto
+            .open(self.spi, seq, self.esn, esp)
             .map_err(|_| OpenError::AuthFailed)?;
+        let pt = &esp[header_len..len - ICV_LEN];
 
         // Authentic: only now may the window move (RFC 4303 section 3.4.3).
         self.window.commit(seq);
@@ -468,12 +517,17 @@ impl InboundSa {
         };
         self.bytes = self.bytes.saturating_add(payload_len as u64);
         let padding = &pt[payload_len..payload_len + pad];
-        if padding.iter().zip(1u8..).any(|(&b, want)| b != want) {
+        // Counted in usize: up to 255 pad bytes are legal, and `1u8..` would overflow there.
+        if padding
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| usize::from(b) != i + 1)
+        {
             return Err(OpenError::BadPadding);
         }
         match next_header {
             NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6 => Ok(Opened {
-                inner: HEADROOM..HEADROOM + payload_len,
+                inner: header_len..header_len + payload_len,
                 next_header,
                 seq,
             }),

@@ -3,7 +3,9 @@
 #
 # Usage: deps.sh
 #
-#   - Debian packages: iproute2 iperf3 iputils-ping tcpdump procps jq ca-certificates.
+#   - Debian packages: iproute2 iperf3 iputils-ping tcpdump procps jq ca-certificates, and
+#     strongSwan as the IKEv2/ESP reference peer (scripts/strongswan.sh, docs/STRONGSWAN.md):
+#     strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins.
 #     `apt-get update` and `apt-get install` run only when one of them is missing; when all are
 #     present the script is a quick no-op.
 #   - /dev/net/tun must exist (the daemon's TUN devices): `modprobe tun` if it does not, and create
@@ -23,7 +25,8 @@ case "${1:-}" in
     *) die "unexpected argument '$1' (usage: deps.sh)" ;;
 esac
 
-packages=(iproute2 iperf3 iputils-ping tcpdump procps jq ca-certificates)
+packages=(iproute2 iperf3 iputils-ping tcpdump procps jq ca-certificates
+    strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins)
 
 installed() {
     [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]

@@ -61,7 +61,28 @@
 //! peer_port = 4500                           # optional, 1..=65535, default 4500
 //! mtu = 1400                                 # optional tunnel MTU, 576..=9000, default 1400
 //! mss_clamp = 1350                           # optional, 536..=mtu-40 or 0 (off), default mtu-50
-//! [connection.manual_sa]                     # required until IKEv2 is implemented
+//! # Keys negotiated by IKEv2 with a pre-shared key: exactly one of
+//! shared_key = "..."                         # text as written, or "0x..." hex
+//! # shared_key_file = "/etc/causeway/s2s-1.psk"  # absolute; a regular file, mode 0600 or stricter
+//! initiate = true                            # optional, default true; false: responder only
+//! # optional, defaults from DOMAIN.md (DEFAULT_* constants):
+//! # ike_proposals = ["aes256gcm16-prfsha256-ecp256", "aes256-sha256-modp2048"]
+//! # esp_proposals = ["aes256gcm16", "aes256-sha256"]    # "-esn" suffix: extended sequence numbers
+//! # ike_lifetime = "8h"                      # 300 s..=2 d, default 28800 s
+//! # child_lifetime = "27000s"                # 300 s..=2 d, default 27000 s
+//! # child_lifetime_bytes = "102400000KB"     # >= 1024KB (1 KB = 1024 bytes), default 102400000KB
+//! # dpd_timeout = "45s"                      # 9 s..=3600 s, default 45 s
+//! # local_id = "vpn.example.net"             # default: local_address
+//! # remote_id = "192.0.2.2"                  # default: peer_address
+//!
+//! [[connection]]                             # the other keying: SAs keyed by hand
+//! name = "s2s-2"
+//! gateway = "vpn-gw"
+//! type = "IPsec"
+//! local_address = "192.0.2.1"
+//! peer_address = "192.0.2.3"
+//! prefixes = ["10.4.0.0/16"]
+//! [connection.manual_sa]
 //! esp = "aes256gcm16"                        # or aes128gcm16, chacha20poly1305, aes256-sha256, aes128-sha256
 //! out_spi = 0x00001001                       # 256..=0xffffffff
 //! out_key = "HEX"                            # AEAD: key + 4-byte salt (36 bytes for aes256gcm16);
@@ -95,13 +116,32 @@
 //! - IPsec connections: `local_address` and `peer_address` unicast IPs (not unspecified,
 //!   multicast or broadcast) of one family and different; ports 1..=65535; (local_address,
 //!   local_port, peer_address, peer_port) used by one connection only; `mtu` 576..=9000, at least
-//!   1280 when the VNet has IPv6; `mss_clamp` 0 or 536..=mtu-40; `[connection.manual_sa]`
-//!   present, with a known `esp` cipher ([`Cipher`]), SPIs in 256..=0xffffffff, each `in_spi`
-//!   used once in the file (inbound ESP is demultiplexed by SPI), keys that are hex of the
-//!   cipher's key-material length, and `replay_window` a multiple of 64 in 1024..=1048576.
-//! - keys are never echoed: not in errors, not in `Debug` output ([`SecretKey`] prints
-//!   `<redacted>`), and the file text and parsed tree are zeroized after reading (best effort:
-//!   the TOML parser's own temporaries are out of reach).
+//!   1280 when the VNet has IPv6; `mss_clamp` 0 or 536..=mtu-40 (all of these for both kinds of
+//!   keying).
+//! - keying ([`Keying`]): either `[connection.manual_sa]` ([`Keying::Manual`]) or IKEv2 with a
+//!   pre-shared key, `shared_key` or `shared_key_file` ([`Keying::Ike`]); not both, not
+//!   neither, and not both `shared_key` and `shared_key_file`. The IKE keys (`initiate`,
+//!   proposals, lifetimes, `dpd_timeout`, identities) are refused on a manually keyed
+//!   connection; `esn` and `replay_window` exist only in `[connection.manual_sa]`.
+//! - `[connection.manual_sa]`: a known `esp` cipher ([`Cipher`]), SPIs in 256..=0xffffffff, each
+//!   `in_spi` used once in the file (inbound ESP is demultiplexed by SPI), keys that are hex of
+//!   the cipher's key-material length, and `replay_window` a multiple of 64 in 1024..=1048576.
+//! - IKEv2 ([`IkeConfig`]): `shared_key` not empty (nor only whitespace), text as written or
+//!   `0x` then hex ([`SharedKey::parse`]); `shared_key_file` an absolute path to a regular file
+//!   with no permission bits for group or others, read at load time (so [`parse`] reads it too),
+//!   at most [`MAX_SHARED_KEY_FILE_LEN`] bytes, one trailing newline stripped, then read as
+//!   `shared_key`; `ike_proposals` / `esp_proposals` non-empty arrays of strongSwan proposal
+//!   strings that [`IkeProposal::parse`] / [`EspProposal::parse`] accept, no proposal twice;
+//!   durations as `"45s"`, `"5m"`, `"8h"`, `"2d"` or a number of seconds, `ike_lifetime` and
+//!   `child_lifetime` in [`LIFETIME_RANGE`], `dpd_timeout` in [`DPD_TIMEOUT_RANGE`] (the child
+//!   lifetime may exceed the IKE lifetime: RFC 7296 does not order them);
+//!   `child_lifetime_bytes` as `"102400000KB"` (`B`, `KB`, `MB`, `GB`, 1 KB = 1024 bytes as in
+//!   the Azure documentation) or a number of bytes, at least [`MIN_CHILD_LIFETIME_BYTES`];
+//!   `local_id` / `remote_id` 1..=255 bytes without control characters.
+//! - keys are never echoed: not in errors, not in `Debug` output ([`SecretKey`] and
+//!   [`SharedKey`] print `<redacted>`), and the file text and parsed tree are zeroized after
+//!   reading (best effort: the TOML parser's own temporaries are out of reach). The contents of
+//!   a `shared_key_file` appear in no message.
 //! - interfaces (the VNet's and each connection's): a Linux interface name (1..=15 bytes of
 //!   `[A-Za-z0-9_.-]`, not `.`/`..`, no leading `-`); each (netns, name) pair used once; a netns
 //!   name that is a plain file name under `/run/netns`; `mtu` 576..=65535, and >= 1280 when the
@@ -114,11 +154,13 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use causeway_engine::prefix::{Family, InterfaceAddress, Prefix};
 use causeway_engine::sku::{GatewayType, Sku};
 use causeway_esp::cipher::MAX_KEY_MATERIAL_LEN;
 use causeway_esp::{Cipher, KeyError, KeyMaterial, ReplayWindow};
+use causeway_ike::crypto::{EspProposal, IkeProposal, ProposalError, SecretBytes};
 use zeroize::Zeroize;
 
 // ---------------------------------------------------------------------------------------------
@@ -283,8 +325,45 @@ pub struct IpsecConfig {
     /// The TCP MSS that SYNs are clamped to in both directions; None: no clamping (`0` in the
     /// file). 536..=`mtu` - 40; default `mtu` - 50 (1350 with the default MTU), at least 536.
     pub mss_clamp: Option<u16>,
-    /// The security associations, keyed by hand (`[connection.manual_sa]`).
-    pub manual_sa: ManualSa,
+    /// How the tunnel's SAs get their keys: by hand (`[connection.manual_sa]`) or by IKEv2 with
+    /// a pre-shared key (`shared_key` / `shared_key_file`).
+    pub keying: Keying,
+}
+
+/// How an IPsec connection's SAs are keyed: exactly one of the two in a valid file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keying {
+    /// A fixed pair of SAs from `[connection.manual_sa]`.
+    Manual(ManualSa),
+    /// IKEv2 (RFC 7296) with pre-shared-key authentication negotiates, rekeys and keeps alive
+    /// the SAs (`shared_key` or `shared_key_file`, and the optional IKE keys).
+    Ike(IkeConfig),
+}
+
+impl Keying {
+    /// The manual SAs, for a manually keyed connection.
+    pub fn manual(&self) -> Option<&ManualSa> {
+        match self {
+            Keying::Manual(sa) => Some(sa),
+            Keying::Ike(_) => None,
+        }
+    }
+
+    /// The IKEv2 settings, for an IKE-keyed connection.
+    pub fn ike(&self) -> Option<&IkeConfig> {
+        match self {
+            Keying::Manual(_) => None,
+            Keying::Ike(ike) => Some(ike),
+        }
+    }
+
+    /// `"manual"` or `"ike"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Keying::Manual(_) => "manual",
+            Keying::Ike(_) => "ike",
+        }
+    }
 }
 
 /// A pair of manually keyed ESP SAs (`[connection.manual_sa]`), one per direction.
@@ -397,6 +476,276 @@ impl fmt::Display for SecretKey {
 
 /// The default UDP port of both ends of an IPsec connection (NAT traversal, RFC 3948).
 pub const DEFAULT_IPSEC_PORT: u16 = 4500;
+
+/// The IKEv2 settings of an IPsec connection keyed by IKE (`shared_key` or `shared_key_file`).
+///
+/// Every field has its value from the file or its default (DOMAIN.md); see the `DEFAULT_*`
+/// constants and [`IkeConfig::with_defaults`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IkeConfig {
+    /// The pre-shared key (RFC 7296 2.15), from `shared_key` or read from `shared_key_file`
+    /// at load time. Never printed.
+    pub psk: SharedKey,
+    /// Whether this end starts the IKE SA (and restarts it after a failure or dead peer
+    /// detection); false: responder only. Default true.
+    pub initiate: bool,
+    /// The IKE SA proposals offered (initiator) or accepted (responder), in order of
+    /// preference: not empty, no two alike. Default [`DEFAULT_IKE_PROPOSALS`].
+    pub ike_proposals: Vec<IkeProposal>,
+    /// The ESP (Child SA) proposals, in order of preference: not empty, no two alike. ESN is
+    /// negotiated through them (`-esn` suffix). Default [`DEFAULT_ESP_PROPOSALS`].
+    pub esp_proposals: Vec<EspProposal>,
+    /// The IKE SA lifetime: rekey before it. [`LIFETIME_RANGE`]; default
+    /// [`DEFAULT_IKE_LIFETIME`] (28,800 s).
+    pub ike_lifetime: Duration,
+    /// The Child (ESP) SA lifetime in time: rekey before it, or before `child_lifetime_bytes`,
+    /// whichever comes first. [`LIFETIME_RANGE`]; default [`DEFAULT_CHILD_LIFETIME`] (27,000 s).
+    /// Not required to be shorter than `ike_lifetime`.
+    pub child_lifetime: Duration,
+    /// The Child SA lifetime in bytes (1 KB = 1024 bytes): at least
+    /// [`MIN_CHILD_LIFETIME_BYTES`]; default [`DEFAULT_CHILD_LIFETIME_BYTES`]
+    /// (102,400,000 KB = 104,857,600,000 bytes).
+    pub child_lifetime_bytes: u64,
+    /// Dead peer detection: the SAs are closed when the peer has not answered for this long.
+    /// [`DPD_TIMEOUT_RANGE`]; default [`DEFAULT_DPD_TIMEOUT`] (45 s).
+    pub dpd_timeout: Duration,
+    /// The identity this end sends (IDi/IDr) as written (`local_id`); None: `local_address`
+    /// as an IP-address identity.
+    pub local_id: Option<String>,
+    /// The identity the peer must send (`remote_id`); None: `peer_address` as an IP-address
+    /// identity.
+    pub remote_id: Option<String>,
+}
+
+impl IkeConfig {
+    /// The settings of a file that gives only the key: every other field at its default.
+    pub fn with_defaults(psk: SharedKey) -> IkeConfig {
+        IkeConfig {
+            psk,
+            initiate: true,
+            ike_proposals: default_ike_proposals(),
+            esp_proposals: default_esp_proposals(),
+            ike_lifetime: DEFAULT_IKE_LIFETIME,
+            child_lifetime: DEFAULT_CHILD_LIFETIME,
+            child_lifetime_bytes: DEFAULT_CHILD_LIFETIME_BYTES,
+            dpd_timeout: DEFAULT_DPD_TIMEOUT,
+            local_id: None,
+            remote_id: None,
+        }
+    }
+}
+
+/// The IKE proposals offered when the file has no `ike_proposals`, strongest first
+/// (DOMAIN.md): AES-GCM-256 (strongSwan's AEAD spelling needs an explicit PRF), then
+/// AES-256-CBC; DH groups 19, 31, 14, and 2 (MODP-1024, legacy) last.
+pub const DEFAULT_IKE_PROPOSALS: &[&str] = &[
+    "aes256gcm16-prfsha256-ecp256",
+    "aes256gcm16-prfsha256-curve25519",
+    "aes256-sha256-modp2048",
+    "aes256-sha256-ecp256",
+    "aes256-sha1-modp2048",
+    "aes256-sha256-modp1024",
+];
+
+/// The ESP proposals offered when the file has no `esp_proposals` (DOMAIN.md): AES-GCM-256,
+/// AES-GCM-128, AES-256-CBC with HMAC-SHA-256-128; no ESN, no PFS.
+pub const DEFAULT_ESP_PROPOSALS: &[&str] = &["aes256gcm16", "aes128gcm16", "aes256-sha256"];
+
+/// [`DEFAULT_IKE_PROPOSALS`], parsed (those that [`IkeProposal::parse`] accepts: all of them).
+pub fn default_ike_proposals() -> Vec<IkeProposal> {
+    DEFAULT_IKE_PROPOSALS
+        .iter()
+        .filter_map(|s| IkeProposal::parse(s).ok())
+        .collect()
+}
+
+/// [`DEFAULT_ESP_PROPOSALS`], parsed.
+pub fn default_esp_proposals() -> Vec<EspProposal> {
+    DEFAULT_ESP_PROPOSALS
+        .iter()
+        .filter_map(|s| EspProposal::parse(s).ok())
+        .collect()
+}
+
+/// The IKE SA lifetime when the file does not say (DOMAIN.md): 28,800 s (8 h).
+pub const DEFAULT_IKE_LIFETIME: Duration = Duration::from_secs(28_800);
+
+/// The Child SA lifetime when the file does not say (DOMAIN.md): 27,000 s (7.5 h).
+pub const DEFAULT_CHILD_LIFETIME: Duration = Duration::from_secs(27_000);
+
+/// The range of `ike_lifetime` and `child_lifetime`, in seconds: DOMAIN.md's minimum of 300 s,
+/// and at most 2 days (this implementation's bound).
+pub const LIFETIME_RANGE: RangeInclusive<u64> = 300..=172_800;
+
+/// One KB in `child_lifetime_bytes` (and in the Azure documentation): 1024 bytes.
+pub const KB: u64 = 1024;
+
+/// The Child SA byte lifetime when the file does not say (DOMAIN.md): 102,400,000 KB, i.e.
+/// 104,857,600,000 bytes.
+pub const DEFAULT_CHILD_LIFETIME_BYTES: u64 = 102_400_000 * KB;
+
+/// The smallest `child_lifetime_bytes` (DOMAIN.md): 1,024 KB (1,048,576 bytes).
+pub const MIN_CHILD_LIFETIME_BYTES: u64 = 1024 * KB;
+
+/// The dead-peer-detection timeout when the file does not say (DOMAIN.md): 45 s.
+pub const DEFAULT_DPD_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// The range of `dpd_timeout`, in seconds (DOMAIN.md).
+pub const DPD_TIMEOUT_RANGE: RangeInclusive<u64> = 9..=3600;
+
+/// The longest `local_id` / `remote_id`, in bytes.
+pub const MAX_IKE_ID_LEN: usize = 255;
+
+/// The largest `shared_key_file` accepted, in bytes.
+pub const MAX_SHARED_KEY_FILE_LEN: usize = 4096;
+
+/// An IKE pre-shared key (`shared_key`, `shared_key_file`): arbitrary bytes, at least one.
+///
+/// Zeroized on drop (each clone holds its own copy), never printed (`Debug` and `Display` show
+/// `<redacted>`), compared in constant time (in the bytes; the lengths may differ in time).
+#[derive(Clone)]
+pub struct SharedKey(SecretBytes);
+
+impl SharedKey {
+    /// Reads a key as the file writes it: `0x` (or `0X`) then hex digits, ASCII whitespace and
+    /// colons ignored, give those bytes; anything else is the bytes as written (UTF-8 text in
+    /// `shared_key`). At least one byte, and not only whitespace. The error never contains
+    /// the key.
+    pub fn parse(raw: &[u8]) -> Result<SharedKey, String> {
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return Err("must not be empty (nor only whitespace)".to_owned());
+        }
+        let Some(hex) = raw.strip_prefix(b"0x").or_else(|| raw.strip_prefix(b"0X")) else {
+            return Ok(SharedKey(SecretBytes::from_slice(raw)));
+        };
+        let mut digits = 0usize;
+        for (i, &c) in hex.iter().enumerate() {
+            if c.is_ascii_hexdigit() {
+                digits += 1;
+            } else if !(c.is_ascii_whitespace() || c == b':') {
+                return Err(format!(
+                    "a key written `0x...` must be hex: invalid character at position {} (write a text key without the `0x` prefix)",
+                    i + 3
+                ));
+            }
+        }
+        if digits == 0 {
+            return Err("a key written `0x...` must have at least one byte of hex".to_owned());
+        }
+        if digits & 1 != 0 {
+            return Err("a key written `0x...` must be hex: odd number of hex digits".to_owned());
+        }
+        let mut key = SecretBytes::zeroed(digits / 2);
+        let out = key.as_mut_bytes();
+        let mut n = 0usize;
+        for &c in hex {
+            let v = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                b'A'..=b'F' => c - b'A' + 10,
+                _ => continue,
+            };
+            out[n / 2] |= v << if n & 1 == 0 { 4 } else { 0 };
+            n += 1;
+        }
+        Ok(SharedKey(key))
+    }
+
+    /// The key's bytes (for `psk_auth`).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// The key as the IKE crate's secret type.
+    pub fn as_secret_bytes(&self) -> &SecretBytes {
+        &self.0
+    }
+
+    /// The number of bytes (never 0 in a validated config).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when it holds no byte (never in a validated config).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl PartialEq for SharedKey {
+    /// Constant time in the key bytes.
+    fn eq(&self, other: &SharedKey) -> bool {
+        let (a, b) = (self.as_bytes(), other.as_bytes());
+        let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+        a.len() == b.len() && diff == 0
+    }
+}
+
+impl Eq for SharedKey {}
+
+impl fmt::Debug for SharedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for SharedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Reads `shared_key_file`: an absolute path to a regular file, private to its owner (no
+/// permission bits for group or others), of at most [`MAX_SHARED_KEY_FILE_LEN`] bytes; one
+/// trailing newline (`\n` or `\r\n`) is stripped and the rest is read as [`SharedKey::parse`]
+/// reads `shared_key`. Errors name the path, never the contents.
+fn read_shared_key_file(path: &Path) -> Result<SharedKey, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+    let shown = path.display();
+    if !path.is_absolute() {
+        return Err(format!("`{shown}` is not an absolute path"));
+    }
+    // Non-blocking, so that a FIFO does not hang the open; it is then refused as not a file.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot open `{shown}`: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("`{shown}` is not a regular file"));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "`{shown}` is accessible by group or others (mode {mode:04o}): a pre-shared key must be private to its owner (chmod 600 {shown})"
+        ));
+    }
+    let mut contents = zeroize::Zeroizing::new(Vec::with_capacity(MAX_SHARED_KEY_FILE_LEN + 1));
+    (&file)
+        .take(MAX_SHARED_KEY_FILE_LEN as u64 + 1)
+        .read_to_end(&mut contents)
+        .map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+    if contents.len() > MAX_SHARED_KEY_FILE_LEN {
+        return Err(format!(
+            "`{shown}` is larger than {MAX_SHARED_KEY_FILE_LEN} bytes: not a pre-shared key file"
+        ));
+    }
+    let mut key: &[u8] = &contents;
+    if let Some(k) = key.strip_suffix(b"\n") {
+        key = k.strip_suffix(b"\r").unwrap_or(k);
+    }
+    if key.is_empty() {
+        return Err(format!(
+            "`{shown}` is empty: it must hold the pre-shared key"
+        ));
+    }
+    SharedKey::parse(key).map_err(|e| format!("the key in `{shown}`: {e}"))
+}
 
 /// The default tunnel MTU of an IPsec connection (DOMAIN.md).
 pub const DEFAULT_TUNNEL_MTU: u32 = 1400;
@@ -1018,6 +1367,31 @@ const IPSEC_CONNECTION_KEYS: &[&str] = &[
     "mtu",
     "mss_clamp",
     "manual_sa",
+    "shared_key",
+    "shared_key_file",
+    "initiate",
+    "ike_proposals",
+    "esp_proposals",
+    "ike_lifetime",
+    "child_lifetime",
+    "child_lifetime_bytes",
+    "dpd_timeout",
+    "local_id",
+    "remote_id",
+];
+/// The keys of an IPsec connection that set IKEv2 keying.
+const IKE_KEY_KEYS: &[&str] = &["shared_key", "shared_key_file"];
+/// The keys of an IPsec connection that only IKEv2 keying takes.
+const IKE_ONLY_KEYS: &[&str] = &[
+    "initiate",
+    "ike_proposals",
+    "esp_proposals",
+    "ike_lifetime",
+    "child_lifetime",
+    "child_lifetime_bytes",
+    "dpd_timeout",
+    "local_id",
+    "remote_id",
 ];
 const MANUAL_SA_KEYS: &[&str] = &[
     "esp",
@@ -1098,7 +1472,16 @@ fn check_connection_keys(cx: &mut Cx<'_>, t: &Table<'_>, ct: ConnType) {
             continue;
         }
         let other = ct.other();
-        let rule = if other.keys().contains(&key.as_str()) {
+        let rule = if ct == ConnType::IPsec && MANUAL_SA_KEYS.contains(&key.as_str()) {
+            let ike = match key.as_str() {
+                "esn" => " (with IKEv2 keying, ESN is negotiated: add `-esn` to an esp_proposals entry, e.g. \"aes256gcm16-esn\")",
+                "replay_window" => " (IKEv2-keyed SAs use the default window of 1024 packets)",
+                _ => " (IKEv2 keying negotiates it)",
+            };
+            format!(
+                "unknown key for an IPsec connection: `{key}` belongs in [connection.manual_sa]{ike}"
+            )
+        } else if other.keys().contains(&key.as_str()) {
             format!(
                 "unknown key for an {} connection: `{key}` is a key of {} connections (expected one of: {})",
                 ct.name(),
@@ -1826,7 +2209,10 @@ struct IpsecDraft<'n> {
     mtu: Option<u32>,
     /// Outer None: invalid; inner None: clamping disabled.
     mss_clamp: Option<Option<u16>>,
+    /// `[connection.manual_sa]`, when the connection has it.
     manual_sa: Option<ManualSaDraft<'n>>,
+    /// The IKEv2 keys, when the connection has any.
+    ike: Option<IkeDraft>,
 }
 
 impl IpsecDraft<'_> {
@@ -1834,15 +2220,8 @@ impl IpsecDraft<'_> {
         if !self.endpoints_ok {
             return None;
         }
-        let sa = self.manual_sa.as_ref()?;
-        Some(IpsecConfig {
-            local_address: self.local_address.as_ref()?.value,
-            peer_address: self.peer_address.as_ref()?.value,
-            local_port: self.local_port?,
-            peer_port: self.peer_port?,
-            mtu: self.mtu?,
-            mss_clamp: self.mss_clamp?,
-            manual_sa: ManualSa {
+        let keying = match (&self.manual_sa, &self.ike) {
+            (Some(sa), None) => Keying::Manual(ManualSa {
                 cipher: sa.cipher?,
                 out_spi: sa.out_spi?,
                 out_key: sa.out_key.clone()?,
@@ -1850,7 +2229,19 @@ impl IpsecDraft<'_> {
                 in_key: sa.in_key.clone()?,
                 esn: sa.esn?,
                 replay_window: sa.replay_window?,
-            },
+            }),
+            (None, Some(ike)) => Keying::Ike(ike.build()?),
+            // Both or neither: reported.
+            _ => return None,
+        };
+        Some(IpsecConfig {
+            local_address: self.local_address.as_ref()?.value,
+            peer_address: self.peer_address.as_ref()?.value,
+            local_port: self.local_port?,
+            peer_port: self.peer_port?,
+            mtu: self.mtu?,
+            mss_clamp: self.mss_clamp?,
+            keying,
         })
     }
 
@@ -2022,19 +2413,50 @@ fn read_ipsec<'n>(cx: &mut Cx<'_>, t: &Table<'n>, vnet: Option<&VnetDraft<'n>>) 
         }
     };
 
-    let manual_sa = match t.get("manual_sa") {
-        None => {
-            cx.error(
-                Some(t.node),
-                t.field("manual_sa"),
-                "IPsec connections need [connection.manual_sa] until IKEv2 is implemented",
-            );
-            None
+    // Keying: [connection.manual_sa], or IKEv2 (shared_key or shared_key_file); one of them.
+    let manual_node = t.get("manual_sa");
+    let ike_key_given: Vec<&str> = IKE_KEY_KEYS
+        .iter()
+        .copied()
+        .filter(|k| t.get(k).is_some())
+        .collect();
+    let ike_only_given: Vec<&str> = IKE_ONLY_KEYS
+        .iter()
+        .copied()
+        .filter(|k| t.get(k).is_some())
+        .collect();
+    match (manual_node, ike_key_given.is_empty()) {
+        (None, true) => cx.error(
+            Some(t.node),
+            &t.path,
+            "an IPsec connection needs keys: `shared_key` or `shared_key_file` for IKEv2 with a pre-shared key, or a [connection.manual_sa] table for keys set by hand",
+        ),
+        (Some(_), false) => {
+            for key in &ike_key_given {
+                cx.error(
+                    t.get(key),
+                    t.field(key),
+                    "the connection also has [connection.manual_sa]: keys are either set by hand ([connection.manual_sa]) or negotiated by IKEv2 (`shared_key` or `shared_key_file`), not both",
+                );
+            }
         }
-        Some(node) => t
-            .table(cx, node, "manual_sa")
-            .map(|st| read_manual_sa(cx, &st)),
-    };
+        (Some(_), true) => {
+            for key in &ike_only_given {
+                cx.error(
+                    t.get(key),
+                    t.field(key),
+                    "only IKEv2-keyed connections (with `shared_key` or `shared_key_file`) take this key; this one is keyed by hand ([connection.manual_sa])",
+                );
+            }
+        }
+        (None, false) => {}
+    }
+    let manual_sa = manual_node.and_then(|node| {
+        t.table(cx, node, "manual_sa")
+            .map(|st| read_manual_sa(cx, &st))
+    });
+    let ike = (!ike_key_given.is_empty() || (manual_node.is_none() && !ike_only_given.is_empty()))
+        .then(|| read_ike(cx, t));
 
     IpsecDraft {
         local_address,
@@ -2045,6 +2467,355 @@ fn read_ipsec<'n>(cx: &mut Cx<'_>, t: &Table<'n>, vnet: Option<&VnetDraft<'n>>) 
         mtu,
         mss_clamp,
         manual_sa,
+        ike,
+    }
+}
+
+/// The IKEv2 keys of an IPsec connection, as read.
+struct IkeDraft {
+    /// None: missing (reported) or invalid (reported).
+    psk: Option<SharedKey>,
+    initiate: Option<bool>,
+    ike_proposals: Option<Vec<IkeProposal>>,
+    esp_proposals: Option<Vec<EspProposal>>,
+    ike_lifetime: Option<Duration>,
+    child_lifetime: Option<Duration>,
+    child_lifetime_bytes: Option<u64>,
+    dpd_timeout: Option<Duration>,
+    local_id: Option<Option<String>>,
+    remote_id: Option<Option<String>>,
+}
+
+impl IkeDraft {
+    fn build(&self) -> Option<IkeConfig> {
+        Some(IkeConfig {
+            psk: self.psk.clone()?,
+            initiate: self.initiate?,
+            ike_proposals: self.ike_proposals.clone()?,
+            esp_proposals: self.esp_proposals.clone()?,
+            ike_lifetime: self.ike_lifetime?,
+            child_lifetime: self.child_lifetime?,
+            child_lifetime_bytes: self.child_lifetime_bytes?,
+            dpd_timeout: self.dpd_timeout?,
+            local_id: self.local_id.clone()?,
+            remote_id: self.remote_id.clone()?,
+        })
+    }
+}
+
+fn read_ike(cx: &mut Cx<'_>, t: &Table<'_>) -> IkeDraft {
+    let psk = match (t.get("shared_key"), t.get("shared_key_file")) {
+        (Some(_), Some(file_node)) => {
+            cx.error(
+                Some(file_node),
+                t.field("shared_key_file"),
+                "the connection also has `shared_key`: give the pre-shared key once, inline (`shared_key`) or in a file (`shared_key_file`)",
+            );
+            None
+        }
+        (Some(node), None) => {
+            let field = t.field("shared_key");
+            cx.string(node, &field)
+                .and_then(|text| match SharedKey::parse(text.as_bytes()) {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        cx.error(Some(node), field, e);
+                        None
+                    }
+                })
+        }
+        (None, Some(node)) => {
+            let field = t.field("shared_key_file");
+            cx.string(node, &field)
+                .and_then(|path| match read_shared_key_file(Path::new(path)) {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        cx.error(Some(node), field, e);
+                        None
+                    }
+                })
+        }
+        // The connection's missing keys are reported by the caller.
+        (None, None) => None,
+    };
+    let initiate = or_default(t, "initiate", true, || t.optional_bool(cx, "initiate"));
+    let ike_proposals = read_proposals(cx, t, "ike_proposals", IkeProposal::parse)
+        .map(|p| p.unwrap_or_else(default_ike_proposals));
+    let esp_proposals = read_proposals(cx, t, "esp_proposals", EspProposal::parse)
+        .map(|p| p.unwrap_or_else(default_esp_proposals));
+    let lifetime = |cx: &mut Cx<'_>, key: &str, default: Duration| {
+        read_duration(cx, t, key, &LIFETIME_RANGE, "e.g. \"8h\", \"27000s\"")
+            .map(|d| d.unwrap_or(default))
+    };
+    let ike_lifetime = lifetime(cx, "ike_lifetime", DEFAULT_IKE_LIFETIME);
+    let child_lifetime = lifetime(cx, "child_lifetime", DEFAULT_CHILD_LIFETIME);
+    let dpd_timeout = read_duration(
+        cx,
+        t,
+        "dpd_timeout",
+        &DPD_TIMEOUT_RANGE,
+        "e.g. \"45s\", \"2m\"",
+    )
+    .map(|d| d.unwrap_or(DEFAULT_DPD_TIMEOUT));
+    let child_lifetime_bytes =
+        read_byte_count(cx, t, "child_lifetime_bytes", MIN_CHILD_LIFETIME_BYTES)
+            .map(|b| b.unwrap_or(DEFAULT_CHILD_LIFETIME_BYTES));
+    let local_id = read_ike_id(cx, t, "local_id");
+    let remote_id = read_ike_id(cx, t, "remote_id");
+    IkeDraft {
+        psk,
+        initiate,
+        ike_proposals,
+        esp_proposals,
+        ike_lifetime,
+        child_lifetime,
+        child_lifetime_bytes,
+        dpd_timeout,
+        local_id,
+        remote_id,
+    }
+}
+
+/// An optional array of proposal strings. Outer None: invalid (reported); inner None: absent.
+fn read_proposals<T: PartialEq>(
+    cx: &mut Cx<'_>,
+    t: &Table<'_>,
+    key: &str,
+    parse: fn(&str) -> Result<T, ProposalError>,
+) -> Option<Option<Vec<T>>> {
+    let Some(node) = t.get(key) else {
+        return Some(None);
+    };
+    let field = t.field(key);
+    let count = cx.array(node, &field)?.len();
+    if count == 0 {
+        cx.error(
+            Some(node),
+            field,
+            "must list at least one proposal (or leave the key out for the defaults)",
+        );
+        return None;
+    }
+    let items = t.strings(cx, key);
+    let mut ok = items.len() == count;
+    let mut out: Vec<(T, String)> = Vec::new();
+    for item in items {
+        match parse(item.text) {
+            Ok(p) => {
+                if let Some((_, other)) = out.iter().find(|(q, _)| *q == p) {
+                    cx.error(
+                        Some(item.node),
+                        &item.field,
+                        format!(
+                            "{:?} is the same proposal as {other}: list each proposal once",
+                            item.text
+                        ),
+                    );
+                    ok = false;
+                } else {
+                    out.push((p, item.field));
+                }
+            }
+            Err(e) => {
+                cx.error(Some(item.node), &item.field, e.to_string());
+                ok = false;
+            }
+        }
+    }
+    ok.then(|| Some(out.into_iter().map(|(p, _)| p).collect()))
+}
+
+/// Splits `"27000s"`, `"8 h"`, `"45"` into the number and its unit (possibly empty).
+fn number_and_unit(text: &str) -> Option<(u64, &str)> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    if digits == 0 {
+        return None;
+    }
+    let unit = text[digits..].trim_start();
+    // More than u64 digits: too large, never a syntax error.
+    let n = text[..digits].parse::<u64>().unwrap_or(u64::MAX);
+    Some((n, unit))
+}
+
+/// An optional duration: a string with a unit (`s`, `m`, `h`, `d`), or a number of seconds
+/// (integer or string), in `range` seconds. Outer None: invalid (reported); inner None: absent.
+fn read_duration(
+    cx: &mut Cx<'_>,
+    t: &Table<'_>,
+    key: &str,
+    range: &RangeInclusive<u64>,
+    examples: &str,
+) -> Option<Option<Duration>> {
+    let Some(node) = t.get(key) else {
+        return Some(None);
+    };
+    let field = t.field(key);
+    let (secs, got) = match &node.kind {
+        Kind::Integer(v) => (u64::try_from(*v).ok(), v.to_string()),
+        Kind::String(text) => {
+            let Some((n, unit)) = number_and_unit(text) else {
+                cx.error(
+                    Some(node),
+                    field,
+                    format!("{text:?} is not a duration (use {examples})"),
+                );
+                return None;
+            };
+            let scale = match unit.to_ascii_lowercase().as_str() {
+                "" | "s" => 1,
+                "m" => 60,
+                "h" => 3600,
+                "d" => 86_400,
+                _ => {
+                    cx.error(
+                        Some(node),
+                        field,
+                        format!("{text:?} is not a duration (use {examples})"),
+                    );
+                    return None;
+                }
+            };
+            let secs = n.checked_mul(scale);
+            let got = match secs {
+                Some(s) => format!("{text:?} ({s} s)"),
+                None => format!("{text:?}"),
+            };
+            (secs, got)
+        }
+        _ => {
+            cx.wrong_type(
+                node,
+                &field,
+                "a string (a duration such as \"45s\") or an integer (seconds)",
+            );
+            return None;
+        }
+    };
+    match secs {
+        Some(s) if range.contains(&s) => Some(Some(Duration::from_secs(s))),
+        _ => {
+            cx.error(
+                Some(node),
+                field,
+                format!(
+                    "must be {}..={} seconds ({}..={}), got {got}",
+                    range.start(),
+                    range.end(),
+                    human_duration(*range.start()),
+                    human_duration(*range.end())
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `45s`, `5m`, `8h`, `2d`: the largest unit that divides `secs`.
+fn human_duration(secs: u64) -> String {
+    match secs {
+        0 => "0s".to_owned(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// An optional byte count: a string with a unit (`B`, `KB`, `MB`, `GB`, 1024-based, case
+/// ignored), or a number of bytes (integer or string), at least `min`. Outer None: invalid
+/// (reported); inner None: absent.
+fn read_byte_count(cx: &mut Cx<'_>, t: &Table<'_>, key: &str, min: u64) -> Option<Option<u64>> {
+    let Some(node) = t.get(key) else {
+        return Some(None);
+    };
+    let field = t.field(key);
+    let (bytes, written) = match &node.kind {
+        Kind::Integer(v) => (u64::try_from(*v).ok(), format!("{v} bytes")),
+        Kind::String(text) => {
+            let scale = number_and_unit(text).and_then(|(n, unit)| {
+                let scale = match unit.to_ascii_uppercase().as_str() {
+                    "" | "B" => 1,
+                    "KB" => KB,
+                    "MB" => KB * KB,
+                    "GB" => KB * KB * KB,
+                    _ => return None,
+                };
+                Some(n.checked_mul(scale))
+            });
+            let Some(bytes) = scale else {
+                cx.error(
+                    Some(node),
+                    field,
+                    format!(
+                        "{text:?} is not a byte count (use e.g. \"102400000KB\", \"100GB\"; units: B, KB, MB, GB, with 1 KB = 1024 bytes; a bare number means bytes)"
+                    ),
+                );
+                return None;
+            };
+            let Some(bytes) = bytes else {
+                cx.error(
+                    Some(node),
+                    field,
+                    format!("{text:?} is too large (more than {} bytes)", u64::MAX),
+                );
+                return None;
+            };
+            (Some(bytes), format!("{text:?} ({bytes} bytes)"))
+        }
+        _ => {
+            cx.wrong_type(
+                node,
+                &field,
+                "a string (a byte count such as \"102400000KB\") or an integer (bytes)",
+            );
+            return None;
+        }
+    };
+    match bytes {
+        Some(b) if b >= min => Some(Some(b)),
+        _ => {
+            cx.error(
+                Some(node),
+                field,
+                format!(
+                    "must be at least {}KB ({min} bytes), got {written}",
+                    min / KB
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// An optional IKE identity: not blank, at most [`MAX_IKE_ID_LEN`] bytes, no control
+/// characters. Outer None: invalid (reported); inner None: absent.
+fn read_ike_id(cx: &mut Cx<'_>, t: &Table<'_>, key: &str) -> Option<Option<String>> {
+    let Some(node) = t.get(key) else {
+        return Some(None);
+    };
+    let field = t.field(key);
+    let id = cx.string(node, &field)?;
+    let problem = if id.trim().is_empty() {
+        Some("must not be empty (leave the key out to use the IP address)".to_owned())
+    } else if id.len() > MAX_IKE_ID_LEN {
+        Some(format!(
+            "must be at most {MAX_IKE_ID_LEN} bytes long, not {}",
+            id.len()
+        ))
+    } else if id.chars().any(char::is_control) {
+        Some("must not contain control characters".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => {
+            cx.error(Some(node), field, p);
+            None
+        }
+        None => Some(Some(id.to_owned())),
     }
 }
 
@@ -2726,24 +3497,18 @@ mtu = 576
         let t1 = ipsec(&c, 1);
         assert_eq!(c.connections[1].gateway_index, 1);
         assert_eq!((t1.mtu, t1.mss_clamp), (1400, Some(1350)));
-        assert_eq!(t1.manual_sa.cipher, Cipher::Aes256Gcm16);
-        assert_eq!(
-            (t1.manual_sa.out_spi, t1.manual_sa.in_spi),
-            (0x1001, 0x2002)
-        );
-        assert_eq!((t1.manual_sa.esn, t1.manual_sa.replay_window), (true, 2048));
+        assert_eq!(sa(t1).cipher, Cipher::Aes256Gcm16);
+        assert_eq!((sa(t1).out_spi, sa(t1).in_spi), (0x1001, 0x2002));
+        assert_eq!((sa(t1).esn, sa(t1).replay_window), (true, 2048));
         let t2 = ipsec(&c, 2);
         assert_eq!(t2.local_address, "2001:db8::1".parse::<IpAddr>().unwrap());
         assert_eq!((t2.local_port, t2.peer_port), (4501, 4500));
         assert_eq!((t2.mtu, t2.mss_clamp), (1400, None));
-        assert_eq!(t2.manual_sa.cipher, Cipher::ChaCha20Poly1305);
-        assert_eq!(
-            (t2.manual_sa.esn, t2.manual_sa.replay_window),
-            (false, 1024)
-        );
+        assert_eq!(sa(t2).cipher, Cipher::ChaCha20Poly1305);
+        assert_eq!((sa(t2).esn, sa(t2).replay_window), (false, 1024));
         // Spaces and colons in the hex are ignored.
         assert_eq!(
-            t2.manual_sa.out_key,
+            sa(t2).out_key,
             SecretKey::from_hex(
                 Cipher::ChaCha20Poly1305,
                 "a1a2a3a4b1b2b3b4c1c2c3c4d1d2d3d4e1e2e3e4f1f2f3f4a5a6a7a8b5b6b7b8c5c6c7c8"
@@ -3264,7 +4029,62 @@ in_key = "{IN_KEY}"
         }
     }
 
+    /// The manual SAs of a manually keyed connection.
+    fn sa(t: &IpsecConfig) -> &ManualSa {
+        t.keying
+            .manual()
+            .unwrap_or_else(|| panic!("not manually keyed: {t:?}"))
+    }
+
     const S2S: &str = "connection[1] (s2s-1)";
+
+    /// The keys an IPsec connection takes, as listed in `unknown key` errors.
+    const IPSEC_KEYS: &str = "name, gateway, type, prefixes, local_address, peer_address, local_port, peer_port, mtu, mss_clamp, manual_sa, shared_key, shared_key_file, initiate, ike_proposals, esp_proposals, ike_lifetime, child_lifetime, child_lifetime_bytes, dpd_timeout, local_id, remote_id";
+
+    /// A pre-shared key for the IKE tests (never a real one).
+    const PSK: &str = "Tr0ub4dor&3-correct-horse-battery-staple";
+
+    /// An IKE-keyed IPsec connection on `vpn-gw`, from 192.0.2.1 to `peer`, with `extra` lines
+    /// after the prefixes.
+    fn ike_tunnel(name: &str, prefixes: &str, peer: &str, extra: &str) -> String {
+        format!(
+            r#"
+[[connection]]
+name = "{name}"
+gateway = "vpn-gw"
+type = "IPsec"
+local_address = "192.0.2.1"
+peer_address = "{peer}"
+prefixes = [{prefixes}]
+{extra}"#
+        )
+    }
+
+    /// VALID, the Vpn gateway and the issue's IKE connection `s2s-1` (connection[1]) with only
+    /// `shared_key` and `initiate`.
+    fn ike_valid() -> String {
+        VALID.to_owned()
+            + VPN_GW
+            + &ike_tunnel(
+                "s2s-1",
+                "\"10.3.0.0/16\"",
+                "192.0.2.2",
+                &format!("shared_key = \"{PSK}\"\ninitiate = true\n"),
+            )
+    }
+
+    /// `ike_valid()` with `lines` added to s2s-1.
+    fn ike_with(lines: &str) -> String {
+        format!("{}{lines}\n", ike_valid())
+    }
+
+    /// The IKE settings of connection `i`.
+    fn ike(c: &Config, i: usize) -> &IkeConfig {
+        let t = ipsec(c, i);
+        t.keying
+            .ike()
+            .unwrap_or_else(|| panic!("not IKE-keyed: {t:?}"))
+    }
 
     /// VALID with a gateway table inserted before the first connection.
     fn with_gateway(gw: &str) -> String {
@@ -3730,7 +4550,7 @@ in_key = "{IN_KEY}"
             peer_port: 4500,
             mtu: 1400,
             mss_clamp: Some(1350),
-            manual_sa: ManualSa {
+            keying: Keying::Manual(ManualSa {
                 cipher,
                 out_spi: 0x1001,
                 out_key: SecretKey::from_hex(cipher, OUT_KEY).unwrap(),
@@ -3738,10 +4558,10 @@ in_key = "{IN_KEY}"
                 in_key: SecretKey::from_hex(cipher, IN_KEY).unwrap(),
                 esn: false,
                 replay_window: 1024,
-            },
+            }),
         };
         assert_eq!(ipsec(&c, 1), &expected);
-        assert_ne!(expected.manual_sa.out_key, expected.manual_sa.in_key);
+        assert_ne!(sa(&expected).out_key, sa(&expected).in_key);
         assert_eq!(conn.kind, ConnectionKind::IPsec(expected));
     }
 
@@ -3760,10 +4580,7 @@ in_key = "{IN_KEY}"
             (t.local_port, t.peer_port, t.mtu, t.mss_clamp),
             (1, 65535, 9000, Some(8960))
         );
-        assert_eq!(
-            (t.manual_sa.esn, t.manual_sa.replay_window),
-            (true, 1 << 20)
-        );
+        assert_eq!((sa(&t).esn, sa(&t).replay_window), (true, 1 << 20));
         // mss_clamp = 0 disables clamping.
         let t = ipsec(&ok(&vpn_edit("prefixes", "mss_clamp = 0\nprefixes")), 1).clone();
         assert_eq!(t.mss_clamp, None);
@@ -3793,7 +4610,7 @@ in_key = "{IN_KEY}"
                 .replace(OUT_KEY, &hex)
                 .replace(IN_KEY, &format!("0X{hex}"));
             let c = ok(&text);
-            let sa = &ipsec(&c, 1).manual_sa;
+            let sa = sa(ipsec(&c, 1));
             assert_eq!(sa.cipher, cipher);
             assert_eq!(sa.out_key, sa.in_key);
             assert_eq!(
@@ -3926,16 +4743,17 @@ in_key = "{IN_KEY}"
     }
 
     #[test]
-    fn manual_sa_is_required_and_its_keys_are_checked() {
+    fn keying_is_required_and_manual_sa_keys_are_checked() {
         let text = vpn_valid();
         let at = text.find("[connection.manual_sa]").unwrap();
         let without = text[..at].to_owned();
-        expect_at(
+        let all = expect_at_all(
             &without,
             line_of(&without, "name = \"s2s-1\"") - 1,
-            &format!("{S2S}.manual_sa"),
-            "IPsec connections need [connection.manual_sa] until IKEv2 is implemented",
+            S2S,
+            "an IPsec connection needs keys: `shared_key` or `shared_key_file` for IKEv2 with a pre-shared key, or a [connection.manual_sa] table for keys set by hand",
         );
+        assert_eq!(all.len(), 1, "{all:?}");
         expect(
             &(without.clone() + "manual_sa = \"psk\"\n"),
             &format!("{S2S}.manual_sa"),
@@ -4056,7 +4874,7 @@ in_key = "{IN_KEY}"
             );
             if bad == "1088" {
                 // 1088 = 17 x 64 is fine.
-                assert_eq!(ipsec(&ok(&text), 1).manual_sa.replay_window, 1088);
+                assert_eq!(sa(ipsec(&ok(&text), 1)).replay_window, 1088);
                 continue;
             }
             expect(
@@ -4079,7 +4897,7 @@ in_key = "{IN_KEY}"
             // Nor as bytes ([0x5e, 0x1f, 0x0a, ...] in decimal).
             assert!(!shown.contains("94, 31, 10"), "{shown}");
         }
-        let sa = &ipsec(&c, 1).manual_sa;
+        let sa = sa(ipsec(&c, 1));
         assert_eq!(format!("{}", sa.out_key), "<redacted>");
         assert_eq!(format!("{:?}", sa.in_key), "<redacted>");
         // A bad key of every kind: its text is not in the message, nor in any other error.
@@ -4150,7 +4968,7 @@ in_key = "{IN_KEY}"
             expect(
                 &text,
                 &format!("{S2S}.{key}"),
-                &format!("unknown key for an IPsec connection: `{key}` is a key of ExpressRoute connections (expected one of: name, gateway, type, prefixes, local_address, peer_address, local_port, peer_port, mtu, mss_clamp, manual_sa)"),
+                &format!("unknown key for an IPsec connection: `{key}` is a key of ExpressRoute connections (expected one of: {IPSEC_KEYS})"),
             );
         }
         let text = edit(
@@ -4245,10 +5063,7 @@ in_key = "{IN_KEY}"
     fn tunnels_are_unique_by_endpoints_and_inbound_spi() {
         // Another peer, another in_spi: fine (the same out_spi too: each peer has its own).
         let c = ok(&(vpn_valid() + &tunnel("s2s-2", "\"10.4.0.0/16\"", "192.0.2.3", 0x3003)));
-        assert_eq!(
-            ipsec(&c, 2).manual_sa.out_spi,
-            ipsec(&c, 1).manual_sa.out_spi
-        );
+        assert_eq!(sa(ipsec(&c, 2)).out_spi, sa(ipsec(&c, 1)).out_spi);
         // The same four-tuple.
         let text = vpn_valid() + &tunnel("s2s-2", "\"10.4.0.0/16\"", "192.0.2.2", 0x3003);
         expect_at(
@@ -4326,6 +5141,772 @@ in_key = "{IN_KEY}"
             );
         }
         ok(&text);
+    }
+
+    // --- IKEv2 keying ------------------------------------------------------------------------
+
+    /// A fresh directory for files of one test.
+    fn scratch_dir(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("causeway-config-test-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Writes `contents` to `dir/name` with permission bits `mode`.
+    fn key_file(dir: &Path, name: &str, contents: &[u8], mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    /// `ike_valid()` with the key read from `path` instead of `shared_key`.
+    fn with_key_file(path: &Path) -> String {
+        ike_valid().replace(
+            &format!("shared_key = \"{PSK}\""),
+            &format!("shared_key_file = \"{}\"", path.display()),
+        )
+    }
+
+    #[test]
+    fn the_default_proposals_are_those_of_the_domain() {
+        let ike = default_ike_proposals();
+        assert_eq!(
+            ike.len(),
+            DEFAULT_IKE_PROPOSALS.len(),
+            "every default parses"
+        );
+        assert_eq!(ike.len(), 6);
+        assert_eq!(
+            ike.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            [
+                "aes256gcm16-prfsha256-ecp256",
+                "aes256gcm16-prfsha256-curve25519",
+                "aes256-sha256-prfsha256-modp2048",
+                "aes256-sha256-prfsha256-ecp256",
+                "aes256-sha1-prfsha1-modp2048",
+                "aes256-sha256-prfsha256-modp1024",
+            ]
+        );
+        // DH groups 19, 31, 14, 19, 14, 2: MODP-1024 (legacy) last.
+        assert_eq!(
+            ike.iter().map(|p| p.dh.id()).collect::<Vec<_>>(),
+            [19, 31, 14, 19, 14, 2]
+        );
+        let esp = default_esp_proposals();
+        assert_eq!(
+            esp.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            [
+                "aes256gcm16-noesn",
+                "aes128gcm16-noesn",
+                "aes256-sha256-noesn"
+            ]
+        );
+        assert_eq!(DEFAULT_CHILD_LIFETIME_BYTES, 104_857_600_000);
+        assert_eq!(MIN_CHILD_LIFETIME_BYTES, 1_048_576);
+        assert_eq!(DEFAULT_IKE_LIFETIME.as_secs(), 28_800);
+        assert_eq!(DEFAULT_CHILD_LIFETIME.as_secs(), 27_000);
+        assert_eq!(DEFAULT_DPD_TIMEOUT.as_secs(), 45);
+    }
+
+    #[test]
+    fn the_ike_contract_example_parses_into_the_defaults() {
+        let c = ok(&ike_valid());
+        let t = ipsec(&c, 1);
+        assert_eq!(
+            (t.local_port, t.peer_port, t.mtu, t.mss_clamp),
+            (4500, 4500, 1400, Some(1350))
+        );
+        assert_eq!(t.keying.name(), "ike");
+        assert!(t.keying.manual().is_none());
+        let expected = IkeConfig::with_defaults(SharedKey::parse(PSK.as_bytes()).unwrap());
+        assert_eq!(ike(&c, 1), &expected);
+        let i = ike(&c, 1);
+        assert_eq!(i.psk.as_bytes(), PSK.as_bytes());
+        assert!(i.initiate);
+        assert_eq!(i.ike_proposals, default_ike_proposals());
+        assert_eq!(i.esp_proposals, default_esp_proposals());
+        assert_eq!(i.ike_lifetime, Duration::from_secs(28_800));
+        assert_eq!(i.child_lifetime, Duration::from_secs(27_000));
+        assert_eq!(i.child_lifetime_bytes, 102_400_000 * 1024);
+        assert_eq!(i.dpd_timeout, Duration::from_secs(45));
+        assert_eq!((&i.local_id, &i.remote_id), (&None, &None));
+        // `initiate` is optional too.
+        let c = ok(&ike_valid().replace("initiate = true\n", ""));
+        assert_eq!(ike(&c, 1), &expected);
+    }
+
+    #[test]
+    fn every_ike_key_overrides_its_default() {
+        let text = ike_valid().replace("initiate = true", "initiate = false")
+            + r#"ike_proposals = ["AES256GCM16-PRFSHA384-ECP384", "aes128-sha1-modp2048"]
+esp_proposals = ["aes256gcm16-esn", "aes128-sha256-ecp256"]
+ike_lifetime = "8h"
+child_lifetime = "27000s"
+child_lifetime_bytes = "102400000KB"
+dpd_timeout = "45s"
+local_id = "vpn.example.net"
+remote_id = "onprem@example.com"
+local_port = 4501
+peer_port = 500
+mtu = 1420
+mss_clamp = 1360
+"#;
+        let c = ok(&text);
+        let t = ipsec(&c, 1);
+        assert_eq!(
+            (t.local_port, t.peer_port, t.mtu, t.mss_clamp),
+            (4501, 500, 1420, Some(1360))
+        );
+        let i = ike(&c, 1);
+        assert!(!i.initiate);
+        assert_eq!(
+            i.ike_proposals,
+            vec![
+                IkeProposal::parse("aes256gcm16-prfsha384-ecp384").unwrap(),
+                IkeProposal::parse("aes128-sha1-modp2048").unwrap()
+            ]
+        );
+        assert!(i.esp_proposals[0].esn);
+        assert!(!i.esp_proposals[1].esn);
+        assert_eq!(
+            i.esp_proposals[1].dh,
+            Some(causeway_ike::crypto::DhGroup::Ecp256)
+        );
+        assert_eq!(i.ike_lifetime, Duration::from_secs(8 * 3600));
+        assert_eq!(i.child_lifetime, Duration::from_secs(27_000));
+        assert_eq!(i.child_lifetime_bytes, DEFAULT_CHILD_LIFETIME_BYTES);
+        assert_eq!(i.dpd_timeout, Duration::from_secs(45));
+        assert_eq!(i.local_id.as_deref(), Some("vpn.example.net"));
+        assert_eq!(i.remote_id.as_deref(), Some("onprem@example.com"));
+    }
+
+    #[test]
+    fn keying_is_manual_or_ike_never_both() {
+        // Both kinds.
+        let text = vpn_valid().replacen(
+            "prefixes = [\"10.3.0.0/16\"]",
+            &format!("prefixes = [\"10.3.0.0/16\"]\nshared_key = \"{PSK}\""),
+            1,
+        );
+        let all = expect_at_all(
+            &text,
+            line_of(&text, "shared_key ="),
+            &format!("{S2S}.shared_key"),
+            "the connection also has [connection.manual_sa]: keys are either set by hand ([connection.manual_sa]) or negotiated by IKEv2 (`shared_key` or `shared_key_file`), not both",
+        );
+        assert_eq!(all.len(), 1, "{all:?}");
+        // IKE keys on a manually keyed connection: each is reported.
+        let text = vpn_valid().replacen(
+            "prefixes = [\"10.3.0.0/16\"]",
+            "prefixes = [\"10.3.0.0/16\"]\ninitiate = false\ndpd_timeout = \"30s\"",
+            1,
+        );
+        let all = errors(&text);
+        assert_eq!(all.len(), 2, "{all:?}");
+        for key in ["initiate", "dpd_timeout"] {
+            expect_at(
+                &text,
+                line_of(&text, &format!("{key} =")),
+                &format!("{S2S}.{key}"),
+                "only IKEv2-keyed connections (with `shared_key` or `shared_key_file`) take this key; this one is keyed by hand ([connection.manual_sa])",
+            );
+        }
+        // IKE keys without a key: the missing key is reported, and the others are checked.
+        let text = ike_valid().replace(&format!("shared_key = \"{PSK}\"\n"), "")
+            + "dpd_timeout = \"1s\"\n";
+        let all = errors(&text);
+        assert_eq!(all.len(), 2, "{all:?}");
+        expect(&text, S2S, "an IPsec connection needs keys");
+        expect(
+            &text,
+            &format!("{S2S}.dpd_timeout"),
+            "must be 9..=3600 seconds",
+        );
+        // The key inline and in a file.
+        let text = ike_with("shared_key_file = \"/etc/causeway/s2s-1.psk\"");
+        let all = expect_at_all(
+            &text,
+            line_of(&text, "shared_key_file"),
+            &format!("{S2S}.shared_key_file"),
+            "the connection also has `shared_key`: give the pre-shared key once, inline (`shared_key`) or in a file (`shared_key_file`)",
+        );
+        assert_eq!(all.len(), 1, "{all:?}");
+        // The manual SA's own keys at the connection level: where they belong.
+        let text = ike_with("esn = true\nreplay_window = 2048\nout_spi = 0x1001");
+        let all = errors(&text);
+        assert_eq!(all.len(), 3, "{all:?}");
+        expect(
+            &text,
+            &format!("{S2S}.esn"),
+            "unknown key for an IPsec connection: `esn` belongs in [connection.manual_sa] (with IKEv2 keying, ESN is negotiated: add `-esn` to an esp_proposals entry, e.g. \"aes256gcm16-esn\")",
+        );
+        expect(
+            &text,
+            &format!("{S2S}.replay_window"),
+            "unknown key for an IPsec connection: `replay_window` belongs in [connection.manual_sa] (IKEv2-keyed SAs use the default window of 1024 packets)",
+        );
+        expect(
+            &text,
+            &format!("{S2S}.out_spi"),
+            "`out_spi` belongs in [connection.manual_sa] (IKEv2 keying negotiates it)",
+        );
+        // IKE keys on an ExpressRoute connection.
+        let text = edit(
+            "routing_weight = 0",
+            "routing_weight = 0\nshared_key = \"x\"",
+        );
+        expect(
+            &text,
+            "connection[0] (circuit-1).shared_key",
+            "unknown key for an ExpressRoute connection: `shared_key` is a key of IPsec connections",
+        );
+    }
+
+    #[test]
+    fn inline_shared_keys() {
+        let field = format!("{S2S}.shared_key");
+        let set = |v: &str| ike_valid().replace(&format!("\"{PSK}\""), v);
+        for (bad, rule) in [
+            ("\"\"", "must not be empty (nor only whitespace)"),
+            ("\" \\t \"", "must not be empty (nor only whitespace)"),
+            ("\"0x\"", "a key written `0x...` must have at least one byte of hex"),
+            (
+                "\"0x0123456789abcdeX\"",
+                "a key written `0x...` must be hex: invalid character at position 18 (write a text key without the `0x` prefix)",
+            ),
+            ("\"0xabc\"", "a key written `0x...` must be hex: odd number of hex digits"),
+            ("42", "expected a string, found an integer"),
+        ] {
+            let text = set(bad);
+            let all = expect_at_all(&text, line_of(&text, "shared_key ="), &field, rule);
+            assert_eq!(all.len(), 1, "{bad}: {all:?}");
+        }
+        // Text as written (UTF-8, spaces kept), or hex after `0x`.
+        for (value, bytes) in [
+            ("\" spaced key \"", b" spaced key ".to_vec()),
+            ("\"clé\"", "clé".as_bytes().to_vec()),
+            ("\"0x00ff10\"", vec![0, 0xff, 0x10]),
+            ("\"0XDE:AD be ef\"", vec![0xde, 0xad, 0xbe, 0xef]),
+            ("\"0\"", b"0".to_vec()),
+        ] {
+            let c = ok(&set(value));
+            assert_eq!(ike(&c, 1).psk.as_bytes(), &bytes[..], "{value}");
+            assert_eq!(ike(&c, 1).psk.len(), bytes.len());
+        }
+    }
+
+    #[test]
+    fn shared_key_files() {
+        let dir = scratch_dir("psk");
+        let field = format!("{S2S}.shared_key_file");
+        // A private file: its contents, without the trailing newline (LF or CRLF).
+        for (name, contents) in [
+            ("plain.psk", format!("{PSK}\n")),
+            ("crlf.psk", format!("{PSK}\r\n")),
+            ("bare.psk", PSK.to_owned()),
+        ] {
+            let path = key_file(&dir, name, contents.as_bytes(), 0o600);
+            let c = ok(&with_key_file(&path));
+            assert_eq!(ike(&c, 1).psk.as_bytes(), PSK.as_bytes(), "{name}");
+            // The same key as inline.
+            assert_eq!(ike(&c, 1), ike(&ok(&ike_valid()), 1));
+        }
+        // Read-only for the owner is fine; hex and arbitrary bytes too; only one newline goes.
+        let path = key_file(&dir, "hex.psk", b"0x0102\n", 0o400);
+        assert_eq!(ike(&ok(&with_key_file(&path)), 1).psk.as_bytes(), [1, 2]);
+        let path = key_file(&dir, "bytes.psk", b"\xff\x00\xfe\n\n", 0o600);
+        assert_eq!(
+            ike(&ok(&with_key_file(&path)), 1).psk.as_bytes(),
+            b"\xff\x00\xfe\n"
+        );
+        // Through a symbolic link: the target's mode counts.
+        let link = dir.join("link.psk");
+        std::os::unix::fs::symlink(dir.join("plain.psk"), &link).unwrap();
+        ok(&with_key_file(&link));
+
+        let check = |path: &Path, rule: &str| {
+            let text = with_key_file(path);
+            let all = expect_at_all(&text, line_of(&text, "shared_key_file"), &field, rule);
+            assert_eq!(all.len(), 1, "{all:?}");
+            for e in &all {
+                assert!(!e.contains(&PSK[..12]), "{e}");
+            }
+        };
+        for mode in [0o640, 0o604, 0o620, 0o602, 0o610, 0o644, 0o666] {
+            let path = key_file(&dir, "open.psk", format!("{PSK}\n").as_bytes(), mode);
+            check(
+                &path,
+                &format!(
+                    "`{p}` is accessible by group or others (mode {mode:04o}): a pre-shared key must be private to its owner (chmod 600 {p})",
+                    p = path.display()
+                ),
+            );
+        }
+        check(
+            &key_file(&dir, "empty.psk", b"", 0o600),
+            &format!(
+                "`{}` is empty: it must hold the pre-shared key",
+                dir.join("empty.psk").display()
+            ),
+        );
+        check(
+            &key_file(&dir, "newline.psk", b"\n", 0o600),
+            "is empty: it must hold the pre-shared key",
+        );
+        check(
+            &key_file(&dir, "blank.psk", b"  \n", 0o600),
+            &format!(
+                "the key in `{}`: must not be empty (nor only whitespace)",
+                dir.join("blank.psk").display()
+            ),
+        );
+        check(
+            &key_file(&dir, "badhex.psk", format!("0x{PSK}\n").as_bytes(), 0o600),
+            "the key in `",
+        );
+        let big = vec![b'k'; MAX_SHARED_KEY_FILE_LEN + 1];
+        check(
+            &key_file(&dir, "big.psk", &big, 0o600),
+            "is larger than 4096 bytes: not a pre-shared key file",
+        );
+        ok(&with_key_file(&key_file(&dir, "max.psk", &big[1..], 0o600)));
+        check(&dir, &format!("`{}` is not a regular file", dir.display()));
+        check(
+            &dir.join("missing.psk"),
+            &format!(
+                "cannot open `{}`: No such file or directory",
+                dir.join("missing.psk").display()
+            ),
+        );
+        check(
+            Path::new("etc/causeway/s2s-1.psk"),
+            "`etc/causeway/s2s-1.psk` is not an absolute path",
+        );
+        let text = ike_valid().replace(
+            &format!("shared_key = \"{PSK}\""),
+            "shared_key_file = [\"/a\"]",
+        );
+        expect(&text, &field, "expected a string, found an array");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ike_and_esp_proposals() {
+        let ike_field = format!("{S2S}.ike_proposals");
+        let esp_field = format!("{S2S}.esp_proposals");
+        let text = ike_with("ike_proposals = [\"aes256-sha512-modp2048\"]");
+        let all = expect_at_all(
+            &text,
+            line_of(&text, "ike_proposals"),
+            &format!("{ike_field}[0]"),
+            "unknown IKE proposal keyword \"sha512\"; known keywords are: aes, aes128, aes256,",
+        );
+        assert_eq!(all.len(), 1, "{all:?}");
+        expect(
+            &ike_with("ike_proposals = [\"aes256gcm16-ecp256\"]"),
+            &format!("{ike_field}[0]"),
+            "IKE proposal has no PRF (an AEAD cipher needs an explicit PRF, e.g. aes256gcm16-prfsha256-ecp256)",
+        );
+        expect(
+            &ike_with("ike_proposals = [\"aes256-sha256\"]"),
+            &format!("{ike_field}[0]"),
+            "IKE proposal has no Diffie-Hellman group",
+        );
+        // Each item is checked, all errors reported.
+        let text = ike_with(
+            "ike_proposals = [\"aes256-sha256-modp2048\", \"aes256-sha2_256-modp2048\", 7, \"3des\"]",
+        );
+        let all = errors(&text);
+        assert_eq!(all.len(), 3, "{all:?}");
+        expect(
+            &text,
+            &format!("{ike_field}[1]"),
+            "\"aes256-sha2_256-modp2048\" is the same proposal as connection[1] (s2s-1).ike_proposals[0]: list each proposal once",
+        );
+        expect(
+            &text,
+            &format!("{ike_field}[2]"),
+            "expected a string, found an integer",
+        );
+        expect(
+            &text,
+            &format!("{ike_field}[3]"),
+            "unknown IKE proposal keyword \"3des\"",
+        );
+        expect(
+            &ike_with("ike_proposals = []"),
+            &ike_field,
+            "must list at least one proposal (or leave the key out for the defaults)",
+        );
+        expect(
+            &ike_with("ike_proposals = \"aes256-sha256-modp2048\""),
+            &ike_field,
+            "expected an array, found a string",
+        );
+        // ESP: no PRF, ESN and PFS allowed.
+        expect(
+            &ike_with("esp_proposals = [\"aes256gcm16-prfsha256\"]"),
+            &format!("{esp_field}[0]"),
+            "unknown ESP proposal keyword \"prfsha256\"; known keywords are:",
+        );
+        expect(
+            &ike_with("esp_proposals = [\"aes256\"]"),
+            &format!("{esp_field}[0]"),
+            "ESP proposal has no integrity algorithm (AES-CBC needs one, e.g. aes256-sha256)",
+        );
+        expect(
+            &ike_with("esp_proposals = [\"aes256gcm16-sha256\"]"),
+            &format!("{esp_field}[0]"),
+            "ESP proposal combines an AEAD cipher with an integrity algorithm",
+        );
+        expect(
+            &ike_with("esp_proposals = [\"aes256gcm16\", \"aes256gcm128\"]"),
+            &format!("{esp_field}[1]"),
+            "is the same proposal as connection[1] (s2s-1).esp_proposals[0]",
+        );
+        // `-esn` and `-noesn` are different proposals.
+        let c = ok(&ike_with(
+            "esp_proposals = [\"aes256gcm16-esn\", \"aes256gcm16\"]",
+        ));
+        assert_eq!(
+            ike(&c, 1)
+                .esp_proposals
+                .iter()
+                .map(|p| p.esn)
+                .collect::<Vec<_>>(),
+            [true, false]
+        );
+    }
+
+    #[test]
+    fn durations_and_byte_counts() {
+        let f = |key: &str| format!("{S2S}.{key}");
+        let text = ike_with("ike_lifetime = \"8x\"");
+        expect_at(
+            &text,
+            line_of(&text, "ike_lifetime"),
+            &f("ike_lifetime"),
+            "\"8x\" is not a duration (use e.g. \"8h\", \"27000s\")",
+        );
+        // The exact message of the issue.
+        assert!(errors(&text).iter().any(
+            |e| e.ends_with("ike_lifetime: \"8x\" is not a duration (use e.g. \"8h\", \"27000s\")")
+        ));
+        for bad in [
+            "\"h\"",
+            "\"\"",
+            "\"1.5h\"",
+            "\"-5s\"",
+            "\"8 hours\"",
+            "\"1h30m\"",
+        ] {
+            expect(
+                &ike_with(&format!("child_lifetime = {bad}")),
+                &f("child_lifetime"),
+                &format!("{bad} is not a duration (use e.g. \"8h\", \"27000s\")"),
+            );
+        }
+        expect(
+            &ike_with("dpd_timeout = \"45 sec\""),
+            &f("dpd_timeout"),
+            "\"45 sec\" is not a duration (use e.g. \"45s\", \"2m\")",
+        );
+        // Units, case, spaces, bare numbers (seconds), TOML integers.
+        for (value, secs) in [
+            ("\"45s\"", 45),
+            ("\"45\"", 45),
+            ("45", 45),
+            ("\"9s\"", 9),
+            ("\"1h\"", 3600),
+            ("\"60m\"", 3600),
+            ("\" 2 M \"", 120),
+            ("\"3600S\"", 3600),
+        ] {
+            let c = ok(&ike_with(&format!("dpd_timeout = {value}")));
+            assert_eq!(ike(&c, 1).dpd_timeout, Duration::from_secs(secs), "{value}");
+        }
+        for (value, secs) in [
+            ("\"5m\"", 300),
+            ("300", 300),
+            ("\"2d\"", 172_800),
+            ("\"48h\"", 172_800),
+        ] {
+            let c = ok(&ike_with(&format!(
+                "ike_lifetime = {value}\nchild_lifetime = {value}"
+            )));
+            assert_eq!(ike(&c, 1).ike_lifetime, Duration::from_secs(secs));
+            assert_eq!(ike(&c, 1).child_lifetime, Duration::from_secs(secs));
+        }
+        // A child lifetime longer than the IKE lifetime is allowed (RFC 7296 does not order
+        // them).
+        let c = ok(&ike_with("ike_lifetime = \"1h\"\nchild_lifetime = \"2h\""));
+        assert!(ike(&c, 1).child_lifetime > ike(&c, 1).ike_lifetime);
+        // Ranges.
+        for (key, value, got) in [
+            ("dpd_timeout", "8", "8"),
+            ("dpd_timeout", "\"0s\"", "\"0s\" (0 s)"),
+            ("dpd_timeout", "\"61m\"", "\"61m\" (3660 s)"),
+            ("dpd_timeout", "-1", "-1"),
+        ] {
+            let text = ike_with(&format!("{key} = {value}"));
+            expect_at(
+                &text,
+                line_of(&text, key),
+                &f(key),
+                &format!("must be 9..=3600 seconds (9s..=1h), got {got}"),
+            );
+        }
+        for key in ["ike_lifetime", "child_lifetime"] {
+            for (value, got) in [
+                ("299", "299"),
+                ("\"4m\"", "\"4m\" (240 s)"),
+                ("\"3d\"", "\"3d\" (259200 s)"),
+                ("\"99999999999999999999d\"", "\"99999999999999999999d\""),
+                ("\"999999999999999d\"", "\"999999999999999d\""),
+            ] {
+                expect(
+                    &ike_with(&format!("{key} = {value}")),
+                    &f(key),
+                    &format!("must be 300..=172800 seconds (5m..=2d), got {got}"),
+                );
+            }
+        }
+        expect(
+            &ike_with("ike_lifetime = 8.5"),
+            &f("ike_lifetime"),
+            "expected a string (a duration such as \"45s\") or an integer (seconds), found a float",
+        );
+        // Byte counts: B, KB, MB, GB, 1024-based; a bare number is bytes.
+        let bytes = f("child_lifetime_bytes");
+        for (value, n) in [
+            ("\"102400000KB\"", 104_857_600_000u64),
+            ("\"102400000 kb\"", 104_857_600_000),
+            ("\"1024KB\"", 1_048_576),
+            ("\"1MB\"", 1_048_576),
+            ("\"100GB\"", 100 << 30),
+            ("\"1048576B\"", 1_048_576),
+            ("\"1048576\"", 1_048_576),
+            ("1048576", 1_048_576),
+        ] {
+            let c = ok(&ike_with(&format!("child_lifetime_bytes = {value}")));
+            assert_eq!(ike(&c, 1).child_lifetime_bytes, n, "{value}");
+        }
+        for bad in ["\"100XB\"", "\"KB\"", "\"1.5GB\"", "\"10 K\"", "\"1KiB\""] {
+            expect(
+                &ike_with(&format!("child_lifetime_bytes = {bad}")),
+                &bytes,
+                &format!("{bad} is not a byte count (use e.g. \"102400000KB\", \"100GB\"; units: B, KB, MB, GB, with 1 KB = 1024 bytes; a bare number means bytes)"),
+            );
+        }
+        for (value, got) in [
+            ("\"1023KB\"", "\"1023KB\" (1047552 bytes)"),
+            ("1048575", "1048575 bytes"),
+            ("-1", "-1 bytes"),
+        ] {
+            let text = ike_with(&format!("child_lifetime_bytes = {value}"));
+            expect_at(
+                &text,
+                line_of(&text, "child_lifetime_bytes"),
+                &bytes,
+                &format!("must be at least 1024KB (1048576 bytes), got {got}"),
+            );
+        }
+        expect(
+            &ike_with("child_lifetime_bytes = \"99999999999GB\""),
+            &bytes,
+            "\"99999999999GB\" is too large (more than 18446744073709551615 bytes)",
+        );
+        expect(
+            &ike_with("child_lifetime_bytes = true"),
+            &bytes,
+            "expected a string (a byte count such as \"102400000KB\") or an integer (bytes), found a boolean",
+        );
+        expect(
+            &ike_with("initiate = \"yes\"").replace("initiate = true\n", ""),
+            &f("initiate"),
+            "expected a boolean (true or false), found a string",
+        );
+    }
+
+    #[test]
+    fn ike_identities() {
+        let c = ok(&ike_with(
+            "local_id = \"192.0.2.1\"\nremote_id = \"@onprem.example.com\"",
+        ));
+        assert_eq!(ike(&c, 1).local_id.as_deref(), Some("192.0.2.1"));
+        assert_eq!(ike(&c, 1).remote_id.as_deref(), Some("@onprem.example.com"));
+        for key in ["local_id", "remote_id"] {
+            let field = format!("{S2S}.{key}");
+            for (value, rule) in [
+                (
+                    "\"\"".to_owned(),
+                    "must not be empty (leave the key out to use the IP address)".to_owned(),
+                ),
+                (
+                    format!("\"{}\"", "a".repeat(256)),
+                    "must be at most 255 bytes long, not 256".to_owned(),
+                ),
+                (
+                    "\"a\\nb\"".to_owned(),
+                    "must not contain control characters".to_owned(),
+                ),
+                (
+                    "1".to_owned(),
+                    "expected a string, found an integer".to_owned(),
+                ),
+            ] {
+                let text = ike_with(&format!("{key} = {value}"));
+                expect_at(&text, line_of(&text, key), &field, &rule);
+            }
+            ok(&ike_with(&format!("{key} = \"{}\"", "a".repeat(255))));
+        }
+    }
+
+    #[test]
+    fn ike_tunnels_follow_the_tunnel_rules() {
+        // Endpoints once, whatever the keying; in_spi uniqueness concerns manual SAs only.
+        let text = vpn_valid()
+            + &ike_tunnel(
+                "s2s-2",
+                "\"10.4.0.0/16\"",
+                "192.0.2.2",
+                &format!("shared_key = \"{PSK}\"\n"),
+            );
+        expect(
+            &text,
+            "connection[2] (s2s-2).peer_address",
+            "connection[1] (s2s-1) already uses local 192.0.2.1:4500 and peer 192.0.2.2:4500",
+        );
+        let text = vpn_valid()
+            + &ike_tunnel(
+                "s2s-2",
+                "\"10.4.0.0/16\"",
+                "192.0.2.3",
+                &format!("shared_key = \"{PSK}\"\n"),
+            )
+            + &tunnel("s2s-3", "\"10.5.0.0/16\"", "192.0.2.4", 0x3003);
+        let c = ok(&text);
+        assert_eq!(ipsec(&c, 1).keying.name(), "manual");
+        assert_eq!(ipsec(&c, 2).keying.name(), "ike");
+        assert_eq!(ipsec(&c, 3).keying.name(), "manual");
+        // Prefix rules and the SKU's tunnel count apply alike.
+        expect(
+            &(ike_valid()
+                + &ike_tunnel(
+                    "s2s-2",
+                    "\"10.3.0.0/16\"",
+                    "192.0.2.3",
+                    "shared_key = \"k\"\n",
+                )),
+            "connection[2] (s2s-2).prefixes[0]",
+            "10.3.0.0/16 is also a prefix of connection[1] (s2s-1)",
+        );
+        // IPv6 underlay.
+        let c = ok(&ike_valid()
+            .replace("\"192.0.2.1\"", "\"2001:db8::1\"")
+            .replace("\"192.0.2.2\"", "\"2001:db8::2\""));
+        assert!(ipsec(&c, 1).peer_address.is_ipv6());
+    }
+
+    #[test]
+    fn shared_keys_never_appear_in_errors_or_debug_output() {
+        let c = ok(&ike_valid());
+        for shown in [format!("{c:?}"), format!("{c:#?}")] {
+            assert!(shown.contains("psk: <redacted>"), "{shown}");
+            assert!(!shown.contains(&PSK[..8]), "{shown}");
+            // Nor as bytes (`Tr0u` is [84, 114, 48, 117]).
+            assert!(!shown.contains("84, 114, 48"), "{shown}");
+        }
+        let psk = &ike(&c, 1).psk;
+        assert_eq!(format!("{psk}"), "<redacted>");
+        assert_eq!(format!("{psk:?}"), "<redacted>");
+        assert_eq!(format!("{:?}", ike(&c, 1)).matches("<redacted>").count(), 1);
+        // Bad keys: the message says what is wrong, never the key.
+        let secret = "0x5ec2e7c0ffee5ec2e7";
+        for bad in [format!("{secret}Z"), format!("{secret}1")] {
+            let text = ike_valid().replace(PSK, &bad);
+            for e in errors(&text) {
+                assert!(!e.contains("5ec2e7"), "{e}");
+            }
+            let e = parse(&text, Path::new(FILE)).unwrap_err();
+            assert!(!format!("{e:?}").contains("5ec2e7"));
+        }
+        // A connection with errors elsewhere: the key is nowhere in the messages.
+        let text = ike_valid().replace("initiate = true", "initiate = 1\nmtu = 1")
+            + "ike_proposals = [\"nope\"]\n";
+        let all = errors(&text);
+        assert_eq!(all.len(), 3, "{all:?}");
+        for e in all {
+            assert!(!e.contains(&PSK[..8]), "{e}");
+        }
+        // Key files: the contents are never shown, whatever is wrong.
+        let dir = scratch_dir("leak");
+        for (name, contents, mode) in [
+            ("open.psk", format!("{PSK}\n"), 0o644),
+            ("hex.psk", format!("0x{PSK}\n"), 0o600),
+            ("big.psk", PSK.repeat(200), 0o600),
+        ] {
+            let path = key_file(&dir, name, contents.as_bytes(), mode);
+            let text = with_key_file(&path);
+            let e = parse(&text, Path::new(FILE)).unwrap_err();
+            assert_eq!(e.0.len(), 1, "{e}");
+            assert!(!e.to_string().contains(&PSK[..8]), "{e}");
+            assert!(!format!("{e:?}").contains(&PSK[..8]), "{e:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Constant-time comparison still compares.
+        let a = SharedKey::parse(b"abc").unwrap();
+        assert_eq!(a, SharedKey::parse(b"0x616263").unwrap());
+        assert_ne!(a, SharedKey::parse(b"abd").unwrap());
+        assert_ne!(a, SharedKey::parse(b"abcd").unwrap());
+        assert_eq!(a.clone(), a);
+        assert_eq!(a.as_secret_bytes().as_bytes(), b"abc");
+    }
+
+    #[test]
+    fn the_ike_fixture_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config/ike.toml");
+        let c = load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.connections.len(), 3);
+        let i = ike(&c, 1);
+        assert_eq!(i.psk.as_bytes(), b"fixture-only: never use this key");
+        assert!(i.initiate);
+        assert_eq!(i.ike_proposals, default_ike_proposals());
+        let i = ike(&c, 2);
+        assert!(!i.initiate);
+        assert_eq!(i.psk.as_bytes(), [0x6b, 0x65, 0x79, 0x21]);
+        assert_eq!(
+            i.ike_proposals
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>(),
+            [
+                "aes256gcm16-prfsha256-ecp256",
+                "aes256-sha256-prfsha256-modp2048"
+            ]
+        );
+        assert_eq!(
+            i.esp_proposals
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>(),
+            ["aes256gcm16-noesn", "aes256-sha256-noesn"]
+        );
+        assert_eq!(
+            (i.ike_lifetime, i.child_lifetime, i.dpd_timeout),
+            (
+                Duration::from_secs(3600),
+                Duration::from_secs(1200),
+                Duration::from_secs(30)
+            )
+        );
+        assert_eq!(i.child_lifetime_bytes, 10 << 30);
+        assert_eq!(i.remote_id.as_deref(), Some("site-2.example.com"));
+        assert_eq!(ipsec(&c, 2).peer_port, 4500);
     }
 
     #[test]

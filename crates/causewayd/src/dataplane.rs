@@ -32,7 +32,7 @@ use causeway_sys::poll::Waker;
 use causeway_sys::tun::{Offload, Tun, TunConfig};
 use causeway_sys::udp::{UdpOptions, UdpSocket};
 
-use crate::config::{Config, ConnectionKind, InterfaceConfig};
+use crate::config::{Config, ConnectionKind, InterfaceConfig, Keying};
 use crate::seqlease::SeqLease;
 use crate::tunnel::{EspState, Inbound, InboundEntry, TunnelTx};
 use crate::worker::{Dir, Output, TunnelInputs, Worker};
@@ -178,7 +178,12 @@ impl Dataplane {
                             sockets.len() - 1
                         }
                     };
-                    let sa = &ipsec.manual_sa;
+                    let Keying::Manual(sa) = &ipsec.keying else {
+                        anyhow::bail!(
+                            "connection `{}`: IKEv2 keying is validated but not started in this version",
+                            conn.name
+                        );
+                    };
                     let out_key = sa.out_key.key_material(sa.cipher);
                     let in_key = sa.in_key.key_material(sa.cipher);
                     // The SA resumes above every sequence number a previous run may have used.

@@ -119,9 +119,28 @@ pub struct TunnelStatus {
     /// Tunnel MTU (inner packets).
     pub mtu: u32,
     pub mss_clamp: Option<u16>,
-    /// How the SAs were keyed: `manual` (IKEv2 comes later).
+    /// How the SAs are keyed: `manual` or `ike`.
     pub keying: String,
     pub esp: EspStats,
+    /// The IKEv2 state (IKE-keyed tunnels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ike: Option<IkeStatus>,
+}
+
+/// IKEv2 state of a tunnel: algorithms and SPIs, never keys.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct IkeStatus {
+    /// `Connecting`, `Connected` or `NotConnected`.
+    pub state: String,
+    /// The IKE SA's negotiated proposal, strongSwan spelling (e.g. `aes256gcm16-prfsha256-ecp256`).
+    pub ike_algorithms: Option<String>,
+    /// The child SA's negotiated proposal (e.g. `aes256gcm16`).
+    pub esp_algorithms: Option<String>,
+    pub ike_spis: Option<String>,
+    pub ike_age_secs: Option<u64>,
+    pub child_age_secs: Option<u64>,
+    /// The last failure (NO_PROPOSAL_CHOSEN, AUTHENTICATION_FAILED, timeouts...).
+    pub last_error: Option<String>,
 }
 
 /// ESP SA state of a tunnel.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use causeway_api::{
-    ConnectionStats, ConnectionStatus, DirStats, EspStats, GatewayStats, GatewayStatus,
+    ConnectionStats, ConnectionStatus, DirStats, EspStats, GatewayStats, GatewayStatus, IkeStatus,
     InterfaceStatus, Request, Response, Stats, Status, TunnelStatus, VnetStats, VnetStatus,
     PROTOCOL_VERSION,
 };
@@ -63,13 +63,32 @@ impl State {
         self.shared.connections.iter().position(|c| c.name == name)
     }
 
+    fn ike_status(&self, idx: usize) -> Option<IkeStatus> {
+        let views = self.shared.ike.as_ref()?;
+        let views = views.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, v) = views.iter().find(|(c, _)| *c == idx)?;
+        Some(IkeStatus {
+            state: v.state.clone(),
+            ike_algorithms: v.ike_algorithms.clone(),
+            esp_algorithms: v.esp_algorithms.clone(),
+            ike_spis: v.ike_spis.clone(),
+            ike_age_secs: v.ike_age_secs,
+            child_age_secs: v.child_age_secs,
+            last_error: v.last_error.clone(),
+        })
+    }
+
     fn esp_stats(&self, idx: usize) -> Option<EspStats> {
         let e = self.shared.esp.get(idx)?.as_ref()?;
         Some(EspStats {
-            cipher: e.cipher.to_string(),
-            esn: e.esn,
-            out_spi: e.out_spi,
-            in_spi: e.in_spi,
+            cipher: e
+                .cipher
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .to_string(),
+            esn: e.esn.load(Ordering::Relaxed),
+            out_spi: e.out_spi.load(Ordering::Relaxed),
+            in_spi: e.in_spi.load(Ordering::Relaxed),
             out_seq: e.out_seq.load(Ordering::Relaxed),
             in_seq: e.in_seq.load(Ordering::Relaxed),
         })
@@ -85,32 +104,40 @@ impl State {
             ConnectionKind::ExpressRoute { interface } => {
                 let iface = iface_status(interface, self.shared.vnet_offload);
                 let connected = iface.up && iface.running && routed;
-                ("ExpressRoute", Some(iface), None, connected)
+                ("ExpressRoute", Some(iface), None, (connected, None))
             }
             ConnectionKind::IPsec(ipsec) => {
                 let esp = idx.and_then(|i| self.esp_stats(i)).unwrap_or_default();
+                let ike = idx.and_then(|i| self.ike_status(i));
+                // Manually keyed SAs are installed at start: the tunnel carries traffic as long
+                // as it is routed. An IKE-keyed one is connected once IKE has an SA up.
+                let connected = routed && ike.as_ref().is_none_or(|s| s.state == "Connected");
+                let state = ike.as_ref().map(|s| s.state.clone());
                 let tunnel = TunnelStatus {
                     local: SocketAddr::new(ipsec.local_address, ipsec.local_port).to_string(),
                     peer: SocketAddr::new(ipsec.peer_address, ipsec.peer_port).to_string(),
                     mtu: ipsec.mtu,
                     mss_clamp: ipsec.mss_clamp,
-                    keying: "manual".into(),
+                    keying: ipsec.keying.name().into(),
                     esp,
+                    ike,
                 };
-                // Manually keyed SAs are installed at start: the tunnel carries traffic as long
-                // as it is routed.
-                ("IPsec", None, Some(tunnel), routed)
+                ("IPsec", None, Some(tunnel), (connected, state))
             }
         };
+        let (connected, ike_state) = connected;
         ConnectionStatus {
             name: conn.name.clone(),
             connection_type: connection_type.into(),
-            state: if connected {
-                "Connected"
-            } else {
-                "NotConnected"
-            }
-            .into(),
+            // IKE's own word (Connecting while it negotiates), else the link's.
+            state: ike_state.unwrap_or_else(|| {
+                if connected {
+                    "Connected"
+                } else {
+                    "NotConnected"
+                }
+                .into()
+            }),
             routed,
             prefixes: conn.prefixes.iter().map(|p| p.to_string()).collect(),
             routing_weight: conn.routing_weight,

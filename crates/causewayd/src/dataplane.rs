@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -32,9 +32,10 @@ use causeway_sys::poll::Waker;
 use causeway_sys::tun::{Offload, Tun, TunConfig};
 use causeway_sys::udp::{UdpOptions, UdpSocket};
 
-use crate::config::{Config, ConnectionKind, InterfaceConfig, Keying};
+use crate::config::{Config, ConnectionKind, InterfaceConfig, Keying, ManualSa};
+use crate::ike::{IkePeer, IkeRuntime, IkeViews};
 use crate::seqlease::SeqLease;
-use crate::tunnel::{EspState, Inbound, InboundEntry, TunnelTx};
+use crate::tunnel::{EspState, Inbound, InboundEntry, Outbound, TunnelTx};
 use crate::worker::{Dir, Output, TunnelInputs, Worker};
 
 /// Counters and live state shared with the control thread.
@@ -46,6 +47,8 @@ pub struct Shared {
     pub connections: Vec<Connection>,
     /// ESP state of each tunnel, by connection index (None for circuits).
     pub esp: Vec<Option<Arc<EspState>>>,
+    /// IKE state of the IKE-keyed tunnels: (connection index, view).
+    pub ike: Option<IkeViews>,
     pub vnet_offload: bool,
 }
 
@@ -55,6 +58,7 @@ pub struct Dataplane {
     stop: Arc<AtomicBool>,
     wakers: Vec<Arc<Waker>>,
     workers: Vec<JoinHandle<()>>,
+    ike: Option<IkeRuntime>,
 }
 
 fn open_tun(iface: &InterfaceConfig) -> Result<Tun> {
@@ -90,6 +94,32 @@ fn configure(iface: &InterfaceConfig) -> io::Result<()> {
     link::set_txqueuelen(ns, &iface.name, iface.txqueuelen.unwrap_or(1000))?;
     readdress(iface)?;
     link::set_up(ns, &iface.name)
+}
+
+/// The two SAs of a manually keyed tunnel; the outbound one resumes above every sequence number
+/// a previous run may have used (its lease in `state_dir`).
+fn manual_sas(
+    config: &Config,
+    name: &str,
+    sa: &ManualSa,
+    peer: SocketAddr,
+) -> Result<(Outbound, InboundSa)> {
+    let out_key = sa.out_key.key_material(sa.cipher);
+    let in_key = sa.in_key.key_material(sa.cipher);
+    let (lease, first) = SeqLease::acquire(&config.control.state_dir, sa.out_spi)
+        .with_context(|| format!("connection `{name}`: sequence-number lease"))?;
+    let out = OutboundSa::resume(sa.out_spi, sa.cipher, &out_key, sa.esn, first)
+        .map_err(|e| anyhow::anyhow!("connection `{name}`: outbound SA: {e}"))?;
+    let inn = InboundSa::new(sa.in_spi, sa.cipher, &in_key, sa.esn, sa.replay_window)
+        .map_err(|e| anyhow::anyhow!("connection `{name}`: inbound SA: {e}"))?;
+    Ok((
+        Outbound {
+            sa: out,
+            lease: Some(lease),
+            peer,
+        },
+        inn,
+    ))
 }
 
 /// Assigns the configured addresses (idempotent: `ip address replace`).
@@ -144,6 +174,7 @@ impl Dataplane {
         let mut inbound = Vec::new();
         let mut senders = Vec::new();
         let mut vpn_gateway = None;
+        let mut ike_peers: Vec<IkePeer> = Vec::new();
         let mut all_prefixes = Vec::new();
         for (idx, conn) in config.connections.iter().enumerate() {
             all_prefixes.extend(conn.prefixes.iter().copied());
@@ -178,51 +209,48 @@ impl Dataplane {
                             sockets.len() - 1
                         }
                     };
-                    let Keying::Manual(sa) = &ipsec.keying else {
-                        anyhow::bail!(
-                            "connection `{}`: IKEv2 keying is validated but not started in this version",
-                            conn.name
-                        );
-                    };
-                    let out_key = sa.out_key.key_material(sa.cipher);
-                    let in_key = sa.in_key.key_material(sa.cipher);
-                    // The SA resumes above every sequence number a previous run may have used.
-                    let (lease, first) = SeqLease::acquire(&config.control.state_dir, sa.out_spi)
-                        .with_context(|| {
-                        format!("connection `{}`: sequence-number lease", conn.name)
-                    })?;
-                    let out = OutboundSa::resume(sa.out_spi, sa.cipher, &out_key, sa.esn, first)
-                        .map_err(|e| {
-                            anyhow::anyhow!("connection `{}`: outbound SA: {e}", conn.name)
-                        })?;
-                    let inn =
-                        InboundSa::new(sa.in_spi, sa.cipher, &in_key, sa.esn, sa.replay_window)
-                            .map_err(|e| {
-                                anyhow::anyhow!("connection `{}`: inbound SA: {e}", conn.name)
-                            })?;
-                    let esp = Arc::new(EspState {
-                        cipher: sa.cipher.name(),
-                        esn: sa.esn,
-                        out_spi: sa.out_spi,
-                        in_spi: sa.in_spi,
-                        out_seq: AtomicU64::new(0),
-                        in_seq: AtomicU64::new(0),
-                    });
                     let peer = SocketAddr::new(ipsec.peer_address, ipsec.peer_port);
-                    let tx = Arc::new(TunnelTx::new(
-                        idx,
-                        sockets[si].clone(),
-                        peer,
-                        out,
-                        lease,
-                        esp.clone(),
-                    ));
-                    inbound.push(InboundEntry {
-                        spi: sa.in_spi,
-                        conn: idx,
-                        sa: inn,
-                        esp: esp.clone(),
-                    });
+                    let (tx, esp) = match &ipsec.keying {
+                        Keying::Manual(sa) => {
+                            let (out, inn) = manual_sas(config, &conn.name, sa, peer)?;
+                            let esp = Arc::new(EspState::new(
+                                sa.cipher.name(),
+                                sa.esn,
+                                sa.out_spi,
+                                sa.in_spi,
+                            ));
+                            inbound.push(InboundEntry {
+                                spi: sa.in_spi,
+                                conn: idx,
+                                sa: inn,
+                                esp: esp.clone(),
+                            });
+                            let tx =
+                                TunnelTx::new(idx, sockets[si].clone(), Some(out), esp.clone());
+                            (Arc::new(tx), esp)
+                        }
+                        Keying::Ike(ike) => {
+                            // SAs come from the IKE thread; until then packets are dropped
+                            // (`esp_no_sa`), never sent in clear.
+                            let esp = Arc::new(EspState::empty());
+                            let tx = Arc::new(TunnelTx::new(
+                                idx,
+                                sockets[si].clone(),
+                                None,
+                                esp.clone(),
+                            ));
+                            ike_peers.push(IkePeer {
+                                conn: idx,
+                                name: conn.name.clone(),
+                                ipsec: ipsec.clone(),
+                                ike: ike.clone(),
+                                prefixes: conn.prefixes.clone(),
+                                tx: tx.clone(),
+                                counters: counters.clone(),
+                            });
+                            (tx, esp)
+                        }
+                    };
                     outputs.push(Output::Tunnel(tx.clone()));
                     senders.push(Some(tx));
                     esp_states.push(Some(esp));
@@ -342,14 +370,22 @@ impl Dataplane {
                     })?,
             );
         }
+        let mut ike = None;
         if let Some(gateway) = vpn_gateway {
             // The tunnel ingress worker has its own pipeline half (shapers per gateway and
             // direction are only ever used by one worker: the Vpn gateway's ingress here).
             let (_, ing) = build(&spec, 0);
             let ctx = worker(&mut wakers)?;
+            let tunnel_waker = ctx.waker.clone();
+            let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
+            let inbox = std::sync::mpsc::channel();
+            let ike_waker = Arc::new(Waker::new().context("eventfd")?);
+            let with_ike = !ike_peers.is_empty();
             let inputs = TunnelInputs {
-                sockets,
+                sockets: sockets.clone(),
                 inbound: Inbound::new(inbound),
+                cmds: with_ike.then_some(cmd_rx),
+                ike: with_ike.then(|| (inbox.0.clone(), ike_waker.clone())),
                 senders,
                 gateway,
                 vnet: vnet_tun.clone(),
@@ -359,6 +395,21 @@ impl Dataplane {
                     .name("tunnel-ingress".into())
                     .spawn(move || ctx.run_tunnels(inputs, bps, burst, ing))?,
             );
+            if with_ike {
+                let by_local = socket_of
+                    .iter()
+                    .map(|(addr, &i)| (*addr, sockets[i].clone()))
+                    .collect();
+                ike = Some(crate::ike::start(
+                    ike_peers,
+                    &vnet_cfg.address_space,
+                    by_local,
+                    cmd_tx,
+                    tunnel_waker,
+                    inbox,
+                    ike_waker,
+                )?);
+            }
         }
         Ok(Dataplane {
             shared: Arc::new(Shared {
@@ -366,16 +417,22 @@ impl Dataplane {
                 gateways: gateway_counters,
                 connections,
                 esp: esp_states,
+                ike: ike.as_ref().map(|r| r.views.clone()),
                 vnet_offload: vnet_tun.vnet_hdr(),
             }),
             stop,
             wakers,
             workers,
+            ike,
         })
     }
 
     /// Stops the workers and waits for them; the TUNs close when the last reference goes.
     pub fn stop(&mut self) {
+        // IKE first: its DELETEs go out over the tunnel sockets while they still exist.
+        if let Some(mut ike) = self.ike.take() {
+            ike.stop();
+        }
         self.stop.store(true, Ordering::SeqCst);
         for w in &self.wakers {
             let _ = w.wake();

@@ -4,6 +4,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
+pub mod ike;
 pub mod seqlease;
 pub mod tunnel;
 mod worker;

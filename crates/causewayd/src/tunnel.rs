@@ -2,12 +2,15 @@
 //! RFC 3948) and the table of inbound SAs, looked up by SPI.
 //!
 //! Fail closed: a packet routed to a tunnel leaves only sealed by the tunnel's outbound SA; when
-//! the SA cannot seal (sequence numbers exhausted), the packet is dropped and counted, never sent
-//! in clear.
+//! the tunnel has no SA (IKE has not negotiated one yet, or it was deleted) or the SA cannot seal
+//! (sequence numbers exhausted), the packet is dropped and counted, never sent in clear.
+//!
+//! Manual SAs are installed at start; IKE-negotiated ones are installed, replaced (make before
+//! break: the new inbound SA first, then the outbound switch) and removed by the IKE thread.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use causeway_engine::counters::DropReason;
@@ -19,27 +22,55 @@ use causeway_wire::virtio::{self, VirtioHdr};
 
 use crate::seqlease::SeqLease;
 
-/// ESP state of one tunnel that the control thread reads.
+/// ESP state of one tunnel that the control thread reads (changes on every IKE rekey).
 #[derive(Debug)]
 pub struct EspState {
-    pub cipher: &'static str,
-    pub esn: bool,
-    pub out_spi: u32,
-    pub in_spi: u32,
+    pub cipher: Mutex<&'static str>,
+    pub esn: AtomicBool,
+    pub out_spi: AtomicU32,
+    pub in_spi: AtomicU32,
     /// Last sequence number sealed (0: none yet).
     pub out_seq: AtomicU64,
     /// Highest sequence number authenticated inbound (the replay window's top).
     pub in_seq: AtomicU64,
+    /// Authenticated inbound packets, all SAs of the tunnel (liveness for dead peer detection).
+    pub in_packets: AtomicU64,
 }
 
-/// The sending side of one tunnel. Shared by the egress worker (traffic) and the tunnel ingress
-/// worker (ICMP errors back to the peer), hence the mutex around the SA (never contended on the
-/// traffic path but by those rare errors).
+impl EspState {
+    pub fn new(cipher: &'static str, esn: bool, out_spi: u32, in_spi: u32) -> EspState {
+        EspState {
+            cipher: Mutex::new(cipher),
+            esn: AtomicBool::new(esn),
+            out_spi: AtomicU32::new(out_spi),
+            in_spi: AtomicU32::new(in_spi),
+            out_seq: AtomicU64::new(0),
+            in_seq: AtomicU64::new(0),
+            in_packets: AtomicU64::new(0),
+        }
+    }
+
+    /// No SA installed.
+    pub fn empty() -> EspState {
+        EspState::new("-", false, 0, 0)
+    }
+}
+
+/// The outbound SA of a tunnel and where it sends.
+pub struct Outbound {
+    pub sa: OutboundSa,
+    /// Manual SAs only: the persisted sequence-number lease (IKE SAs have fresh keys).
+    pub lease: Option<SeqLease>,
+    pub peer: SocketAddr,
+}
+
+/// The sending side of one tunnel. Shared by the egress worker (traffic), the tunnel ingress
+/// worker (ICMP errors back to the peer) and the IKE thread (SA changes), hence the mutex around
+/// the SA (never contended on the traffic path but by those rare events).
 pub struct TunnelTx {
     pub conn: usize,
     socket: Arc<UdpSocket>,
-    peer: SocketAddr,
-    sa: Mutex<(OutboundSa, SeqLease)>,
+    out: Mutex<Option<Outbound>>,
     pub esp: Arc<EspState>,
 }
 
@@ -50,22 +81,35 @@ pub enum TxFail {
 }
 
 impl TunnelTx {
-    /// A sender whose SA resumed at the start of `lease` (see [`SeqLease`]).
+    /// A sender with an SA (manual keying) or none yet (IKE).
     pub fn new(
         conn: usize,
         socket: Arc<UdpSocket>,
-        peer: SocketAddr,
-        sa: OutboundSa,
-        lease: SeqLease,
+        out: Option<Outbound>,
         esp: Arc<EspState>,
     ) -> TunnelTx {
         TunnelTx {
             conn,
             socket,
-            peer,
-            sa: Mutex::new((sa, lease)),
+            out: Mutex::new(out),
             esp,
         }
+    }
+
+    /// Installs (or replaces) the outbound SA; `None` removes it (packets are then dropped as
+    /// `esp_no_sa`).
+    pub fn set_outbound(&self, out: Option<Outbound>) {
+        let mut guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(o) = &out {
+            self.esp.out_spi.store(o.sa.spi(), Ordering::Relaxed);
+            self.esp.out_seq.store(0, Ordering::Relaxed);
+        }
+        *guard = out;
+    }
+
+    /// The socket this tunnel sends from (IKE messages on port 4500 share it).
+    pub fn socket(&self) -> &Arc<UdpSocket> {
+        &self.socket
     }
 
     /// Seals the inner IP packet `inner` (completing an offloaded checksum first when `csum`
@@ -91,28 +135,30 @@ impl TunnelTx {
             // The peer's stack verifies checksums: complete what the sender left to offload.
             virtio::complete_csum(v, room);
         }
-        let range = {
-            let mut guard = self.sa.lock().unwrap_or_else(|e| e.into_inner());
-            let (sa, lease) = &mut *guard;
+        let (range, peer) = {
+            let mut guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(out) = guard.as_mut() else {
+                return Err(TxFail::Drop(DropReason::EspNoSa));
+            };
             // Never seal with a number the lease file does not cover: after a restart the SA
             // resumes above the recorded ceiling, so no nonce is ever used twice.
-            if let Some(next) = sa.next_seq() {
+            if let (Some(next), Some(lease)) = (out.sa.next_seq(), out.lease.as_mut()) {
                 if let Err(e) = lease.cover(next) {
                     tracing::error!(error = %e, "cannot extend the sequence-number lease: packet not sent");
                     return Err(TxFail::Drop(DropReason::EspSeqLease));
                 }
             }
-            let r = sa.seal(buf, HEADROOM, len, next_header);
+            let r = out.sa.seal(buf, HEADROOM, len, next_header);
             if r.is_ok() {
-                let seq = sa.next_seq().map_or(u64::MAX, |n| n - 1);
+                let seq = out.sa.next_seq().map_or(u64::MAX, |n| n - 1);
                 self.esp.out_seq.store(seq, Ordering::Relaxed);
             }
-            r
+            (r, out.peer)
         };
         match range {
             Ok(r) => self
                 .socket
-                .send_to(&buf[r], self.peer)
+                .send_to(&buf[r], peer)
                 .map(|_| ())
                 .map_err(TxFail::Io),
             Err(SealError::SequenceExhausted) => Err(TxFail::Drop(DropReason::EspSeqExhausted)),
@@ -138,10 +184,28 @@ impl Inbound {
         Inbound { entries }
     }
 
+    /// Installs an SA (an IKE child SA; a rekey adds the new one beside the old).
+    pub fn install(&mut self, e: InboundEntry) {
+        e.esp.in_spi.store(e.spi, Ordering::Relaxed);
+        self.entries.retain(|x| x.spi != e.spi);
+        self.entries.push(e);
+    }
+
+    /// Removes the SA with this SPI.
+    pub fn remove(&mut self, spi: u32) {
+        self.entries.retain(|x| x.spi != spi);
+    }
+
     /// The SA for `spi` (a handful of tunnels: a linear scan beats hashing).
     pub fn get(&mut self, spi: u32) -> Option<&mut InboundEntry> {
         self.entries.iter_mut().find(|e| e.spi == spi)
     }
+}
+
+/// Changes to the inbound SAs, sent by the IKE thread to the tunnel ingress worker.
+pub enum InboundCmd {
+    Install(InboundEntry),
+    Remove(u32),
 }
 
 /// The counter for an `open` refusal.

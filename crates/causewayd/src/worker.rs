@@ -5,6 +5,7 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,8 @@ use causeway_wire::gso::segment_tcp;
 use causeway_wire::ip::{fragment_v4, IpSummary};
 use causeway_wire::virtio::VirtioHdr;
 
-use crate::tunnel::{open_drop, Inbound, TunnelTx, TxFail};
+use crate::ike::IkeDatagram;
+use crate::tunnel::{open_drop, Inbound, InboundCmd, TunnelTx, TxFail};
 
 /// Largest packet a TUN read can return: a 64 KB super-packet plus its virtio header.
 pub(crate) const BUF_LEN: usize = VNET_HDR_LEN + 65_535;
@@ -453,6 +455,10 @@ fn send_tunnel(
 pub(crate) struct TunnelInputs {
     pub sockets: Vec<Arc<UdpSocket>>,
     pub inbound: Inbound,
+    /// SA changes from the IKE thread.
+    pub cmds: Option<Receiver<InboundCmd>>,
+    /// Where IKE messages that arrive on port 4500 go (the IKE thread and its waker).
+    pub ike: Option<(Sender<IkeDatagram>, Arc<Waker>)>,
     /// Per connection index: the tunnel's sender (for ICMP errors back to the peer).
     pub senders: Vec<Option<Arc<TunnelTx>>>,
     /// The Vpn gateway (counts datagrams that match no tunnel).
@@ -481,6 +487,14 @@ impl Worker {
         let output = |_: usize| -> &Output { &vnet_out[0] };
         let gw = self.gateways[t.gateway].clone();
         while self.wait(&fds, &mut ready, held.next_release()) {
+            if let Some(cmds) = &t.cmds {
+                while let Ok(cmd) = cmds.try_recv() {
+                    match cmd {
+                        InboundCmd::Install(e) => t.inbound.install(e),
+                        InboundCmd::Remove(spi) => t.inbound.remove(spi),
+                    }
+                }
+            }
             self.release(&mut held, &mut b, &output, Dir::Ingress);
             for (si, socket) in sockets.iter().enumerate() {
                 if !ready[si] {
@@ -504,7 +518,15 @@ impl Worker {
                         }
                         // The source is not checked: a NAT may change it, and only the SA's
                         // key decides what is authentic.
-                        let (data, _src, _) = rb.packet(i);
+                        let (data, src, _) = rb.packet(i);
+                        if let (Some(Udp4500::Ike(msg)), Some((inbox, waker))) =
+                            (classify_udp4500(data), &t.ike)
+                        {
+                            // IKE on port 4500 (after the NAT-T switch): for the IKE thread.
+                            let _ = inbox.send((socket.local_addr(), src, msg.to_vec()));
+                            let _ = waker.wake();
+                            continue;
+                        }
                         self.tunnel_datagram(
                             data,
                             &mut t,

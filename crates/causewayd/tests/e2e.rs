@@ -112,10 +112,14 @@ fn iperf3(client_ns: &str, server_ns: &str, dst: &str, secs: u32, reverse: bool)
         .expect("iperf3 server (is iperf3 installed? scripts/deps.sh installs it)");
     std::thread::sleep(Duration::from_millis(300));
     let secs_s = secs.to_string();
+    // Bounded: a stalled transfer must fail the test, not hang it.
+    let limit = (secs + 20).to_string();
     let mut args = vec![
         "netns",
         "exec",
         client_ns,
+        "timeout",
+        &limit,
         "iperf3",
         "-c",
         dst,
@@ -1521,4 +1525,530 @@ fn aes_cbc_hmac_sha256_tunnels_work_too() {
     let a = tunnel_stats(lab.a());
     assert_eq!(a.esp.as_ref().unwrap().cipher, "aes256-sha256");
     assert!(a.egress.packets >= 3 && a.ingress.packets >= 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// IKEv2: Causeway (gateway A) against strongSwan's charon with kernel-libipsec, or against a
+// second Causeway (gateway B), started by the tests in their own namespaces.
+//
+//   <base>-vnet (10.1.0.10, TUN of A)  <base>-gwa (A, 192.0.2.1) ==veth== <base>-gwb (192.0.2.2)
+//   strongSwan in <base>-gwb owns 10.3.0.1/32 (inside its traffic selector); a Causeway B has its
+//   TUN in <base>-onprem (10.3.0.10).
+
+const PSK: &str = "correct horse battery staple, but longer";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Far {
+    StrongSwan,
+    Causeway,
+}
+
+struct IkeSpec<'a> {
+    exclusive: bool,
+    far: Far,
+    /// Causeway A initiates (else the far side does).
+    a_initiates: bool,
+    /// Extra lines for A's connection (proposals, lifetimes, dpd_timeout...).
+    a_extra: &'a str,
+    /// Extra lines for B's connection (Causeway B only).
+    b_extra: &'a str,
+    /// The PSK the far side uses.
+    far_psk: &'a str,
+    /// strongSwan write-config options beyond the basics.
+    ss_opts: &'a [&'a str],
+}
+
+impl Default for IkeSpec<'_> {
+    fn default() -> Self {
+        IkeSpec {
+            exclusive: false,
+            far: Far::StrongSwan,
+            a_initiates: true,
+            a_extra: "",
+            b_extra: "",
+            far_psk: PSK,
+            ss_opts: &[],
+        }
+    }
+}
+
+struct IkeLab {
+    vnet: String,
+    gwa: String,
+    gwb: String,
+    onprem: String,
+    dir: PathBuf,
+    a: Option<Daemon>,
+    b: Option<Daemon>,
+    config_a: PathBuf,
+    far: Far,
+    /// The far host to ping.
+    target: &'static str,
+    _machine: MachineGuard,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ike_config(
+    space: &str,
+    netns: &str,
+    addr: &str,
+    socket: &Path,
+    local: &str,
+    peer: &str,
+    remote: &str,
+    initiate: bool,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+[vnet]
+name = "vnet"
+address_space = ["{space}"]
+gateway_subnet = "{gw}"
+[vnet.interface]
+name = "cw-vnet0"
+netns = "{netns}"
+addresses = ["{addr}"]
+[control]
+socket = "{socket}"
+state_dir = "{state}"
+[[gateway]]
+name = "vpn-gw"
+type = "Vpn"
+sku = "VpnGw1"
+[[connection]]
+name = "s2s-1"
+gateway = "vpn-gw"
+type = "IPsec"
+local_address = "{local}"
+peer_address = "{peer}"
+prefixes = ["{remote}"]
+shared_key = "{PSK}"
+initiate = {initiate}
+{extra}
+"#,
+        gw = space.replace(".0.0/16", ".255.0/27"),
+        socket = socket.display(),
+        state = socket.with_extension("state").display(),
+    )
+}
+
+impl IkeLab {
+    fn new(spec: IkeSpec) -> IkeLab {
+        let guard = machine(spec.exclusive);
+        require_root();
+        remove_stale();
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let base = format!("{PREFIX}{}x{n}", std::process::id());
+        // The vici socket path must stay short: a short directory.
+        let dir = std::env::temp_dir().join(format!("{base}-ike"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut lab = IkeLab {
+            vnet: format!("{base}-vnet"),
+            gwa: format!("{base}-gwa"),
+            gwb: format!("{base}-gwb"),
+            onprem: format!("{base}-onprem"),
+            config_a: dir.join("a.toml"),
+            dir,
+            a: None,
+            b: None,
+            far: spec.far,
+            target: if spec.far == Far::StrongSwan {
+                "10.3.0.1"
+            } else {
+                "10.3.0.10"
+            },
+            _machine: guard,
+        };
+        for ns in lab.namespaces() {
+            let o = run(Command::new("ip").args(["netns", "add", ns]));
+            assert!(o.status.success(), "ip netns add {ns}: {}", text(&o));
+            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
+        }
+        let o = run(Command::new("ip").args([
+            "-n", &lab.gwa, "link", "add", "ula", "type", "veth", "peer", "name", "ulb", "netns",
+            &lab.gwb,
+        ]));
+        assert!(o.status.success(), "veth: {}", text(&o));
+        for (ns, dev, addr) in [
+            (&lab.gwa, "ula", "192.0.2.1/24"),
+            (&lab.gwb, "ulb", "192.0.2.2/24"),
+        ] {
+            run(Command::new("ip").args(["-n", ns, "addr", "add", addr, "dev", dev]));
+            run(Command::new("ip").args(["-n", ns, "link", "set", dev, "up"]));
+        }
+        let sa = lab.dir.join("a.sock");
+        let a = ike_config(
+            "10.1.0.0/16",
+            &lab.vnet,
+            "10.1.0.10/16",
+            &sa,
+            "192.0.2.1",
+            "192.0.2.2",
+            "10.3.0.0/16",
+            spec.a_initiates,
+            spec.a_extra,
+        );
+        std::fs::write(&lab.config_a, a).unwrap();
+        match spec.far {
+            Far::StrongSwan => {
+                run(Command::new("ip").args([
+                    "-n",
+                    &lab.gwb,
+                    "addr",
+                    "add",
+                    "10.3.0.1/32",
+                    "dev",
+                    "lo",
+                ]));
+                let conf = lab.ss_dir();
+                let start = if spec.a_initiates { "none" } else { "start" };
+                let mut args = vec![
+                    "write-config".to_string(),
+                    conf.display().to_string(),
+                    "--local".into(),
+                    "192.0.2.2".into(),
+                    "--remote".into(),
+                    "192.0.2.1".into(),
+                    "--local-ts".into(),
+                    "10.3.0.0/16".into(),
+                    "--remote-ts".into(),
+                    "10.1.0.0/16".into(),
+                    "--psk".into(),
+                    spec.far_psk.into(),
+                    "--start-action".into(),
+                    start.into(),
+                    "--log".into(),
+                    "1".into(),
+                ];
+                args.extend(spec.ss_opts.iter().map(|s| s.to_string()));
+                let o = run(Command::new(repo_root().join("scripts/strongswan.sh")).args(&args));
+                assert!(o.status.success(), "strongswan write-config: {}", text(&o));
+                lab.start_strongswan();
+            }
+            Far::Causeway => {
+                let sb = lab.dir.join("b.sock");
+                let b = ike_config(
+                    "10.3.0.0/16",
+                    &lab.onprem,
+                    "10.3.0.10/16",
+                    &sb,
+                    "192.0.2.2",
+                    "192.0.2.1",
+                    "10.1.0.0/16",
+                    !spec.a_initiates,
+                    spec.b_extra,
+                )
+                .replace(PSK, spec.far_psk);
+                let cb = lab.dir.join("b.toml");
+                std::fs::write(&cb, b).unwrap();
+                lab.b = Some(Daemon::start(
+                    &cb,
+                    &sb,
+                    &lab.dir.join("b.log"),
+                    Some(&lab.gwb),
+                ));
+            }
+        }
+        lab.a = Some(Daemon::start(
+            &lab.config_a,
+            &sa,
+            &lab.dir.join("a.log"),
+            Some(&lab.gwa),
+        ));
+        lab
+    }
+
+    fn ss_dir(&self) -> PathBuf {
+        self.dir.join("ss")
+    }
+
+    fn start_strongswan(&self) {
+        let o = run(Command::new(repo_root().join("scripts/strongswan.sh"))
+            .args(["start", "peer", &self.gwb])
+            .arg(self.ss_dir()));
+        assert!(o.status.success(), "strongswan start: {}", text(&o));
+    }
+
+    fn stop_strongswan(&self) {
+        let _ = run(Command::new(repo_root().join("scripts/strongswan.sh"))
+            .args(["stop", "peer"])
+            .arg(self.ss_dir()));
+    }
+
+    fn ss_sas(&self) -> String {
+        text(&run(Command::new(
+            repo_root().join("scripts/strongswan.sh"),
+        )
+        .arg("list-sas")
+        .arg(self.ss_dir())))
+    }
+
+    fn namespaces(&self) -> Vec<&String> {
+        vec![&self.vnet, &self.gwa, &self.gwb, &self.onprem]
+    }
+
+    fn a(&self) -> &Daemon {
+        self.a.as_ref().unwrap()
+    }
+
+    fn logs(&self) -> String {
+        let far = match self.far {
+            Far::StrongSwan => {
+                std::fs::read_to_string(self.ss_dir().join("charon.log")).unwrap_or_default()
+            }
+            Far::Causeway => self.b.as_ref().map(Daemon::log).unwrap_or_default(),
+        };
+        format!("--- A:\n{}\n--- far side:\n{far}", self.a().log())
+    }
+
+    fn tunnel(&self) -> causeway_api::TunnelStatus {
+        self.a().status().gateways[0].connections[0]
+            .tunnel
+            .clone()
+            .unwrap()
+    }
+
+    /// Waits until A's tunnel is Connected (an SA installed), at most `secs`.
+    fn wait_connected(&self, secs: u64) -> Duration {
+        let t = Instant::now();
+        let deadline = t + Duration::from_secs(secs);
+        loop {
+            let c = &self.a().status().gateways[0].connections[0];
+            if c.state == "Connected" && c.tunnel.as_ref().is_some_and(|t| t.esp.out_spi != 0) {
+                return t.elapsed();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not connected after {secs} s: {c:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn ping(&self, count: u32) -> String {
+        let c = count.to_string();
+        let mut a = vec![
+            "netns", "exec", &self.vnet, "ping", "-n", "-W", "1", "-i", "0.2", "-c", &c,
+        ];
+        a.push(self.target);
+        text(&run(Command::new("ip").args(&a)))
+    }
+
+    fn far_ns(&self) -> &str {
+        match self.far {
+            Far::StrongSwan => &self.gwb,
+            Far::Causeway => &self.onprem,
+        }
+    }
+}
+
+impl Drop for IkeLab {
+    fn drop(&mut self) {
+        drop(self.a.take());
+        drop(self.b.take());
+        if self.far == Far::StrongSwan {
+            self.stop_strongswan();
+        }
+        let names: Vec<String> = self.namespaces().into_iter().cloned().collect();
+        remove_namespaces(&names);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn ike_causeway_initiates_to_strongswan_aes_gcm_ecp256() {
+    let lab = IkeLab::new(IkeSpec::default());
+    lab.wait_connected(15);
+    let t = lab.ping(3);
+    assert!(t.contains("3 received"), "{t}\n{}", lab.logs());
+    let tunnel = lab.tunnel();
+    let ike = tunnel.ike.clone().unwrap();
+    assert_eq!(tunnel.keying, "ike");
+    assert_eq!(
+        ike.ike_algorithms.as_deref(),
+        Some("aes256gcm16-prfsha256-ecp256"),
+        "{ike:?}"
+    );
+    assert_eq!(tunnel.esp.cipher, "aes256gcm16");
+    let sas = lab.ss_sas();
+    assert!(
+        sas.contains("ESTABLISHED") && sas.contains("INSTALLED"),
+        "{sas}"
+    );
+    assert!(
+        sas.contains(&format!("{:08x}", tunnel.esp.out_spi)),
+        "strongSwan's inbound SPI is our outbound one:\n{sas}"
+    );
+}
+
+#[test]
+fn ike_strongswan_initiates_to_causeway_aes_cbc_modp2048() {
+    let lab = IkeLab::new(IkeSpec {
+        a_initiates: false,
+        ss_opts: &["--ike", "aes256-sha256-modp2048", "--esp", "aes256-sha256"],
+        ..IkeSpec::default()
+    });
+    lab.wait_connected(20);
+    let t = lab.ping(3);
+    assert!(t.contains("3 received"), "{t}\n{}", lab.logs());
+    let tunnel = lab.tunnel();
+    let ike = tunnel.ike.unwrap().ike_algorithms.unwrap_or_default();
+    assert!(
+        ike.starts_with("aes256-sha256") && ike.ends_with("modp2048"),
+        "{ike}"
+    );
+    assert_eq!(tunnel.esp.cipher, "aes256-sha256");
+}
+
+#[test]
+fn ike_proposal_mismatch_and_a_bad_psk_are_reported() {
+    let lab = IkeLab::new(IkeSpec {
+        a_extra: "ike_proposals = [\"aes128-sha256-modp2048\"]",
+        ..IkeSpec::default()
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ike = lab.tunnel().ike.unwrap();
+        if ike
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.to_lowercase().contains("proposal"))
+        {
+            assert_ne!(ike.state, "Connected");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no proposal error: {ike:?}\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        lab.a().log().contains("s2s-1"),
+        "the log names the connection"
+    );
+    drop(lab);
+    let lab = IkeLab::new(IkeSpec {
+        far_psk: "not the same key at all, sorry",
+        ..IkeSpec::default()
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ike = lab.tunnel().ike.unwrap();
+        if ike
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.to_lowercase().contains("auth"))
+        {
+            assert_ne!(ike.state, "Connected");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no authentication error: {ike:?}\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(lab.ping(2).contains(" 0 received"));
+}
+
+#[test]
+fn ike_causeway_to_causeway_with_byte_lifetime_rekeys_under_load() {
+    let lab = IkeLab::new(IkeSpec {
+        exclusive: true,
+        far: Far::Causeway,
+        a_extra: "child_lifetime_bytes = \"60MB\"",
+        b_extra: "child_lifetime_bytes = \"60MB\"",
+        ..IkeSpec::default()
+    });
+    lab.wait_connected(15);
+    let first = lab.tunnel().esp.out_spi;
+    // About 230 MB at the VpnGw1 rate: several rekeys by bytes during the transfer.
+    let mbps = iperf3(&lab.vnet, lab.far_ns(), lab.target, 4, false);
+    assert!(
+        mbps > 400.0,
+        "the transfer went on through the rekeys: {mbps:.0} Mbit/s\n{}",
+        lab.logs()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let now = lab.tunnel().esp.out_spi;
+    assert_ne!(first, now, "the child SA was rekeyed\n{}", lab.logs());
+    assert!(
+        lab.a().log().matches("rekey=true").count() >= 1,
+        "{}",
+        lab.logs()
+    );
+    let t = lab.ping(2);
+    assert!(t.contains("2 received"), "{t}");
+}
+
+#[test]
+fn ike_rekey_initiated_by_strongswan_under_load() {
+    let lab = IkeLab::new(IkeSpec {
+        exclusive: true,
+        ss_opts: &["--rekey-time", "6s", "--ike-rekey-time", "9s"],
+        ..IkeSpec::default()
+    });
+    lab.wait_connected(15);
+    let first = lab.tunnel().esp.out_spi;
+    let mbps = iperf3(&lab.vnet, lab.far_ns(), lab.target, 12, false);
+    assert!(
+        mbps > 50.0,
+        "the transfer went on through the rekeys: {mbps:.0} Mbit/s\n{}",
+        lab.logs()
+    );
+    let now = lab.tunnel();
+    assert_ne!(first, now.esp.out_spi, "child SA rekeyed\n{}", lab.logs());
+    assert_eq!(now.ike.unwrap().state, "Connected");
+    let t = lab.ping(2);
+    assert!(t.contains("2 received"), "{t}\n{}", lab.logs());
+}
+
+#[test]
+fn ike_tunnel_comes_back_after_the_peer_or_causeway_restarts() {
+    let mut lab = IkeLab::new(IkeSpec {
+        a_extra: "dpd_timeout = \"9s\"",
+        ..IkeSpec::default()
+    });
+    lab.wait_connected(15);
+    // strongSwan killed and restarted: A notices (DPD or the peer's INVALID_IKE_SPI) and
+    // reconnects by itself.
+    lab.stop_strongswan();
+    std::thread::sleep(Duration::from_secs(1));
+    lab.start_strongswan();
+    let t = Instant::now();
+    let deadline = t + Duration::from_secs(9 + 25);
+    loop {
+        let ok = lab.ping(1).contains("1 received");
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tunnel did not come back\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Causeway restarted: the tunnel comes back without touching strongSwan.
+    drop(lab.a.take());
+    let sa = lab.dir.join("a.sock");
+    lab.a = Some(Daemon::start(
+        &lab.config_a,
+        &sa,
+        &lab.dir.join("a2.log"),
+        Some(&lab.gwa),
+    ));
+    lab.wait_connected(15);
+    let t = lab.ping(3);
+    assert!(t.contains("3 received"), "{t}\n{}", lab.logs());
 }

@@ -189,10 +189,24 @@ fn status_table(s: &Status) -> String {
                 c.routing_weight.to_string(),
                 match (&c.interface, &c.tunnel) {
                     (Some(i), _) => link(i),
-                    (None, Some(t)) => format!(
-                        "{} -> {} {} spi {:#x}/{:#x}",
-                        t.local, t.peer, t.esp.cipher, t.esp.out_spi, t.esp.in_spi
-                    ),
+                    (None, Some(t)) => {
+                        let mut s = format!(
+                            "{} -> {} {} spi {:#x}/{:#x}",
+                            t.local, t.peer, t.esp.cipher, t.esp.out_spi, t.esp.in_spi
+                        );
+                        if let Some(ike) = &t.ike {
+                            if let Some(a) = &ike.ike_algorithms {
+                                s.push_str(&format!(" ike {a}"));
+                            }
+                            if let Some(age) = ike.child_age_secs {
+                                s.push_str(&format!(" child {age}s"));
+                            }
+                            if let Some(e) = &ike.last_error {
+                                s.push_str(&format!(" (last error: {e})"));
+                            }
+                        }
+                        s
+                    }
                     (None, None) => "-".into(),
                 },
                 c.prefixes.join(", "),

@@ -25,8 +25,10 @@
 //!   (2.9) by the responder to its `local_ts` / `remote_ts`. ESP proposals never carry ESN
 //!   (strongSwan's libipsec has none): only "no ESN" is offered and accepted.
 //! - **CREATE_CHILD_SA** (1.3): Child SA rekey `N(REKEY_SA) SA Ni [KEi] TSi TSr` (KE when the
-//!   ESP proposal has a PFS group), a new Child SA (without REKEY_SA, answered but never sent),
-//!   IKE SA rekey `SA Ni KEi` with new SPIs (2.18). A simultaneous rekey of the same SA from
+//!   ESP proposal has a PFS group; INVALID_KE_PAYLOAD retried with the group asked for), a new
+//!   Child SA (the same without REKEY_SA: an initiating peer whose IKE SA lost its last Child
+//!   SA, deleted by the peer or expired, asks for a new one, every 30 s until it gets it), IKE
+//!   SA rekey `SA Ni KEi` with new SPIs (2.18). A simultaneous rekey of the same SA from
 //!   both ends (2.8.1, 2.8.2) is resolved by the lowest nonce: the SA created by the exchange
 //!   with the lowest nonce is deleted by its initiator; the winner's initiator deletes the old
 //!   SA. A rekey of an SA that is already being deleted or was already rekeyed here is answered
@@ -56,7 +58,9 @@
 //! outbound to the most recently announced remaining pair. An SA that is known to be redundant
 //! when it is created (a lost rekey collision) is never announced. [`Event::IkeUp`] /
 //! [`Event::IkeDown`] report whether the peer has an established IKE SA at all (an IKE SA
-//! rekey is seamless and reports neither). [`Event::Error`] carries what the daemon should log
+//! rekey is seamless and reports neither); [`Event::IkeUp`] comes before the first
+//! [`Event::ChildSaUp`], and the [`Event::ChildSaDown`]s of an IKE SA before its
+//! [`Event::IkeDown`]. [`Event::Error`] carries what the daemon should log
 //! (proposal mismatch, authentication failure, unacceptable traffic selectors, timeouts) and is
 //! also kept as the peer's last error in [`Endpoint::status`].
 //!

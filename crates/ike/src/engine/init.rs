@@ -8,7 +8,7 @@ use super::proposals::{
     ike_offer, same_identity, select, ts_within,
 };
 use super::state::{
-    ChildOffer, ChildState, Handshake, IkeSa, IkeState, Outstanding, Request, SaCrypto,
+    nonce_less, ChildOffer, ChildState, Handshake, IkeSa, IkeState, Outstanding, Request, SaCrypto,
 };
 use super::{Endpoint, Event, PeerConfig, Transmit, IKE_PORT, NATT_PORT};
 use crate::crypto::{
@@ -795,6 +795,7 @@ impl Endpoint {
         self.respond(sa, h, local, remote, response);
         if let Some(acc) = accepted {
             let spi = acc.our_spi;
+            let redundant = self.is_redundant_duplicate(sa);
             self.add_child(
                 sa,
                 acc.our_spi,
@@ -804,11 +805,32 @@ impl Endpoint {
                 acc.outbound,
                 acc.ts_r,
                 acc.ts_i,
-                ChildState::Installed,
+                if redundant {
+                    ChildState::Redundant
+                } else {
+                    ChildState::Installed
+                },
                 None,
             );
-            self.announce(spi);
+            if !redundant {
+                self.announce(spi);
+            }
         }
+    }
+
+    /// Whether `sa`, just authenticated, loses against another established IKE SA with the same
+    /// peer (both ends started at once): the one with the lowest nonce is redundant (see
+    /// `resolve_duplicates`). Its Child SA is then never announced, so that outbound traffic
+    /// stays on the survivor.
+    fn is_redundant_duplicate(&self, sa: &IkeSa) -> bool {
+        self.sas.values().any(|o| {
+            o.local_spi != sa.local_spi
+                && o.peer == sa.peer
+                && o.state == IkeState::Established
+                && o.successor.is_none()
+                && !o.pending_collision
+                && nonce_less(sa.lower_nonce(), o.lower_nonce())
+        })
     }
 
     /// The initiator's side of IKE_AUTH: the response.
@@ -915,6 +937,7 @@ impl Endpoint {
                     return;
                 };
                 self.establish(sa);
+                let redundant = self.is_redundant_duplicate(sa);
                 self.add_child(
                     sa,
                     offer.spi,
@@ -924,10 +947,16 @@ impl Endpoint {
                     keys.initiator_to_responder,
                     ts_i,
                     ts_r,
-                    ChildState::Installed,
+                    if redundant {
+                        ChildState::Redundant
+                    } else {
+                        ChildState::Installed
+                    },
                     None,
                 );
-                self.announce(offer.spi);
+                if !redundant {
+                    self.announce(offer.spi);
+                }
             }
             Err(message) => {
                 // An IKE SA without its Child SA is of no use to us: report, delete it and

@@ -53,10 +53,11 @@
 //! [`Event::ChildSaUp`] hands the data plane a new pair of ESP SAs; on a rekey it names the
 //! pair it `replaces`, and the old pair is removed later by [`Event::ChildSaDown`] (after the
 //! Delete exchange). The data plane installs the inbound SA first and moves outbound traffic to
-//! the newest announced pair; when the pair carrying outbound traffic goes down while another
-//! of the same peer is still up (possible after a simultaneous start or rekey), it should move
-//! outbound to the most recently announced remaining pair. An SA that is known to be redundant
-//! when it is created (a lost rekey collision) is never announced. [`Event::IkeUp`] /
+//! the newest announced pair. The engine keeps that choice right: an SA known to be redundant
+//! when it is created (a lost rekey collision, the Child SA of the losing IKE SA when both ends
+//! started at once) is never announced, and a rekeyed pair is only reported down after its
+//! replacement was announced. (Only a peer that deletes its newest pair out of turn leaves the data plane
+//! without an outbound SA until the next [`Event::ChildSaUp`].) [`Event::IkeUp`] /
 //! [`Event::IkeDown`] report whether the peer has an established IKE SA at all (an IKE SA
 //! rekey is seamless and reports neither); [`Event::IkeUp`] comes before the first
 //! [`Event::ChildSaUp`], and the [`Event::ChildSaDown`]s of an IKE SA before its

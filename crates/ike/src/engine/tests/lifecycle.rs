@@ -302,6 +302,11 @@ fn simultaneous_start_converges_on_one_ike_sa() {
         );
         assert_eq!((a.spi_i, a.spi_r), (b.spi_i, b.spi_r), "seed {seed}");
         assert_eq!(sim.assert_children_match(), 1, "seed {seed}");
+        // A redundant IKE SA's Child SA is never announced: a data plane that follows the
+        // announcements never ends up without an outbound SA.
+        for n in 0..2 {
+            sim.assert_outbound_alive(n);
+        }
     }
 }
 

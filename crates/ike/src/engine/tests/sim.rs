@@ -456,6 +456,26 @@ impl Sim {
         up
     }
 
+    /// Replays node `i`'s events as a data plane that sends on the most recently announced
+    /// pair and stops sending when that pair goes away: the pair it ends on must be live.
+    pub fn assert_outbound_alive(&self, i: usize) {
+        let mut outbound = None;
+        for e in &self.nodes[i].events {
+            match e {
+                Event::ChildSaUp { inbound_spi, .. } => outbound = Some(*inbound_spi),
+                Event::ChildSaDown { inbound_spi, .. } if outbound == Some(*inbound_spi) => {
+                    outbound = None
+                }
+                _ => {}
+            }
+        }
+        let live = self.live_children(i);
+        assert!(
+            outbound.is_some_and(|o| live.iter().any(|c| c.inbound == o)),
+            "node {i}: outbound on {outbound:?}, live {live:?}"
+        );
+    }
+
     pub fn count(&self, i: usize, f: impl Fn(&Event) -> bool) -> usize {
         self.nodes[i].events.iter().filter(|e| f(e)).count()
     }
@@ -477,6 +497,8 @@ impl Sim {
             assert_eq!(ca.out_keys, cb.in_keys, "keys of SA {:#x}", ca.outbound);
             assert_eq!(ca.esp, cb.esp);
         }
+        self.assert_outbound_alive(0);
+        self.assert_outbound_alive(1);
         a.len()
     }
 }

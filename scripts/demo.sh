@@ -4,7 +4,8 @@
 # runs causewayd with configs/lab-er.toml (an ExpressRoute gateway, Standard SKU), shows pings,
 # ICMP errors from the gateway and iperf3 through it, then the same gateway as HighPerformance;
 # then a VPN: two causewayd Vpn gateways (configs/lab-vpn-a.toml, lab-vpn-b.toml, VpnGw1) joined
-# by a veth underlay, with ping and iperf3 through the IPsec tunnel and a look at the underlay.
+# by a veth underlay, negotiating their IPsec tunnel with IKEv2, with ping and iperf3 through it
+# and a look at the underlay.
 # It prints what it measured and the daemons' counters, and cleans everything up.
 #
 # Usage: scripts/demo.sh [--time SECONDS]     (iperf3 run length, default 5, 1..30)
@@ -142,14 +143,23 @@ ip -n lab-gwa addr add 192.0.2.1/24 dev ula && ip -n lab-gwa link set ula up
 ip -n lab-gwb addr add 192.0.2.2/24 dev ulb && ip -n lab-gwb link set ulb up
 start_daemon configs/lab-vpn-b.toml lab-gwb
 daemon_b_pid=$daemon_pid
-start_daemon configs/lab-vpn-a.toml lab-gwa
-ip netns exec lab-gwa tcpdump --immediate-mode -i ula -n -c 4 -w "$work/underlay.pcap" udp port 4500 2>/dev/null &
+ip netns exec lab-gwa tcpdump --immediate-mode -i ula -n -c 6 -w "$work/underlay.pcap" \
+    'udp port 500 or udp port 4500' 2>/dev/null &
 dump=$!
 sleep 0.5
+start_daemon configs/lab-vpn-a.toml lab-gwa
+# IKEv2 negotiates the child SA: wait until the tunnel has one.
+tunnel_up() {
+    "$bin/causeway" --socket "$sock" status -o json |
+        jq -e '.gateways[0].connections[0].tunnel.esp.out_spi != 0' >/dev/null
+}
+wait_for -n 100 tunnel_up || die "the IKE negotiation did not complete"
+echo "  IKEv2: $("$bin/causeway" --socket "$sock" status -o json |
+    jq -r '.gateways[0].connections[0].tunnel | "\(.ike.state), IKE \(.ike.ike_algorithms), ESP \(.ike.esp_algorithms)"')"
 printf '  %-44s %s\n' "VNet host -> on-premises 10.3.0.10 (tunnel)" "$(ping_ok $VNET 10.3.0.10)"
 printf '  %-44s %s\n' "VNet host -> on-premises fd00:3::10 (tunnel)" "$(ping_ok $VNET fd00:3::10)"
 wait "$dump" 2>/dev/null || true
-echo "  on the underlay (tcpdump):"
+echo "  on the underlay (tcpdump): IKE on 500, then IKE and ESP on 4500"
 tcpdump -n -r "$work/underlay.pcap" 2>/dev/null | sed 's/^/    /'
 vpn_up=$(iperf -to lab-site 10.3.0.10)
 vpn_down=$(iperf -to lab-site 10.3.0.10 -R)

@@ -145,6 +145,28 @@ fn iperf3(client_ns: &str, server_ns: &str, dst: &str, secs: u32, reverse: bool)
     bps / 1e6
 }
 
+/// Creates namespaces with loopback up.
+fn add_namespaces<'a>(names: impl IntoIterator<Item = &'a String>) {
+    for ns in names {
+        let o = run(Command::new("ip").args(["netns", "add", ns]));
+        assert!(o.status.success(), "ip netns add {ns}: {}", text(&o));
+        run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
+    }
+}
+
+/// The underlay between two gateway namespaces: a veth pair `ula` (192.0.2.1/24) - `ulb`
+/// (192.0.2.2/24), made inside them.
+fn add_underlay(gwa: &str, gwb: &str) {
+    let o = run(Command::new("ip").args([
+        "-n", gwa, "link", "add", "ula", "type", "veth", "peer", "name", "ulb", "netns", gwb,
+    ]));
+    assert!(o.status.success(), "veth: {}", text(&o));
+    for (ns, dev, addr) in [(gwa, "ula", "192.0.2.1/24"), (gwb, "ulb", "192.0.2.2/24")] {
+        run(Command::new("ip").args(["-n", ns, "addr", "add", addr, "dev", dev]));
+        run(Command::new("ip").args(["-n", ns, "link", "set", dev, "up"]));
+    }
+}
+
 /// Removes namespaces (killing what runs inside them first).
 fn remove_namespaces<'a>(names: impl IntoIterator<Item = &'a String>) {
     for ns in names {
@@ -314,11 +336,7 @@ impl Lab {
             daemon: None,
             _machine: guard,
         };
-        for ns in std::iter::once(&lab.vnet).chain(&lab.onprems) {
-            let o = run(Command::new("ip").args(["netns", "add", ns]));
-            assert!(o.status.success(), "ip netns add {ns}: {}", text(&o));
-            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
-        }
+        add_namespaces(std::iter::once(&lab.vnet).chain(&lab.onprems));
         let mut cfg = format!(
             r#"
 [vnet]
@@ -985,24 +1003,9 @@ impl VpnLab {
             b: None,
             _machine: guard,
         };
-        for ns in lab.namespaces() {
-            let o = run(Command::new("ip").args(["netns", "add", ns]));
-            assert!(o.status.success(), "ip netns add {ns}: {}", text(&o));
-            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
-        }
+        add_namespaces(lab.namespaces());
         // The underlay: a veth pair made inside the two gateway namespaces.
-        let o = run(Command::new("ip").args([
-            "-n", &lab.gwa, "link", "add", "ula", "type", "veth", "peer", "name", "ulb", "netns",
-            &lab.gwb,
-        ]));
-        assert!(o.status.success(), "veth: {}", text(&o));
-        for (ns, dev, addr) in [
-            (&lab.gwa, "ula", "192.0.2.1/24"),
-            (&lab.gwb, "ulb", "192.0.2.2/24"),
-        ] {
-            run(Command::new("ip").args(["-n", ns, "addr", "add", addr, "dev", dev]));
-            run(Command::new("ip").args(["-n", ns, "link", "set", dev, "up"]));
-        }
+        add_underlay(&lab.gwa, &lab.gwb);
         let (sa, sb) = (lab.dir.join("a.sock"), lab.dir.join("b.sock"));
         let mut gateways_a = String::from("[[gateway]]\nname = \"vpn-gw\"\ntype = \"Vpn\"\n");
         gateways_a.push_str(&format!("sku = \"{}\"\n", spec.sku));
@@ -1665,23 +1668,8 @@ impl IkeLab {
             },
             _machine: guard,
         };
-        for ns in lab.namespaces() {
-            let o = run(Command::new("ip").args(["netns", "add", ns]));
-            assert!(o.status.success(), "ip netns add {ns}: {}", text(&o));
-            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
-        }
-        let o = run(Command::new("ip").args([
-            "-n", &lab.gwa, "link", "add", "ula", "type", "veth", "peer", "name", "ulb", "netns",
-            &lab.gwb,
-        ]));
-        assert!(o.status.success(), "veth: {}", text(&o));
-        for (ns, dev, addr) in [
-            (&lab.gwa, "ula", "192.0.2.1/24"),
-            (&lab.gwb, "ulb", "192.0.2.2/24"),
-        ] {
-            run(Command::new("ip").args(["-n", ns, "addr", "add", addr, "dev", dev]));
-            run(Command::new("ip").args(["-n", ns, "link", "set", dev, "up"]));
-        }
+        add_namespaces(lab.namespaces());
+        add_underlay(&lab.gwa, &lab.gwb);
         let sa = lab.dir.join("a.sock");
         let a = ike_config(
             "10.1.0.0/16",
@@ -1807,6 +1795,26 @@ impl IkeLab {
         format!("--- A:\n{}\n--- far side:\n{far}", self.a().log())
     }
 
+    /// Waits (15 s at most) until A's tunnel reports an IKE error containing `needle`, and
+    /// checks that it is not connected.
+    fn wait_error(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let ike = self.tunnel().ike.unwrap();
+            let e = ike.last_error.as_deref().unwrap_or("").to_lowercase();
+            if e.contains(needle) {
+                assert_ne!(ike.state, "Connected", "{ike:?}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` error: {ike:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     fn tunnel(&self) -> causeway_api::TunnelStatus {
         self.a().status().gateways[0].connections[0]
             .tunnel
@@ -1925,24 +1933,7 @@ fn ike_proposal_mismatch_and_a_bad_psk_are_reported() {
         a_extra: "ike_proposals = [\"aes128-sha256-modp2048\"]",
         ..IkeSpec::default()
     });
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let ike = lab.tunnel().ike.unwrap();
-        if ike
-            .last_error
-            .as_deref()
-            .is_some_and(|e| e.to_lowercase().contains("proposal"))
-        {
-            assert_ne!(ike.state, "Connected");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no proposal error: {ike:?}\n{}",
-            lab.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    lab.wait_error("proposal");
     assert!(
         lab.a().log().contains("s2s-1"),
         "the log names the connection"
@@ -1952,24 +1943,7 @@ fn ike_proposal_mismatch_and_a_bad_psk_are_reported() {
         far_psk: "not the same key at all, sorry",
         ..IkeSpec::default()
     });
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let ike = lab.tunnel().ike.unwrap();
-        if ike
-            .last_error
-            .as_deref()
-            .is_some_and(|e| e.to_lowercase().contains("auth"))
-        {
-            assert_ne!(ike.state, "Connected");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no authentication error: {ike:?}\n{}",
-            lab.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    lab.wait_error("auth");
     assert!(lab.ping(2).contains(" 0 received"));
 }
 
@@ -2108,21 +2082,5 @@ fn ike_causeway_to_causeway_other_roles_bad_psk_and_restart() {
         far_psk: "a different key entirely",
         ..IkeSpec::default()
     });
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let ike = lab.tunnel().ike.unwrap();
-        if ike
-            .last_error
-            .as_deref()
-            .is_some_and(|e| e.to_lowercase().contains("auth"))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no authentication error: {ike:?}\n{}",
-            lab.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    lab.wait_error("auth");
 }

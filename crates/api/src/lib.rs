@@ -21,6 +21,14 @@ pub enum Request {
     Status,
     /// Counters.
     Stats,
+    /// Resize a gateway to another SKU in place (the resize rules of the SKU families apply;
+    /// refused with the reason otherwise). Answered with the new status.
+    Resize {
+        gateway: String,
+        sku: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scale_units: Option<u32>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -244,6 +252,18 @@ mod tests {
         );
         let r: Request = serde_json::from_str(r#"{"request":"stats"}"#).unwrap();
         assert_eq!(r, Request::Stats);
+        let r: Request = serde_json::from_str(
+            r#"{"request":"resize","gateway":"er-gw","sku":"HighPerformance"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            Request::Resize {
+                gateway: "er-gw".into(),
+                sku: "HighPerformance".into(),
+                scale_units: None
+            }
+        );
         assert!(serde_json::from_str::<Request>(r#"{"request":"reboot"}"#).is_err());
     }
 

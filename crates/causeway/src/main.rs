@@ -8,10 +8,65 @@ use anyhow::{bail, Context, Result};
 use causeway_api::{DirStats, Request, Response, Stats, Status, DEFAULT_SOCKET};
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Causeway command-line client: asks a running `causewayd` for its state and counters over its
-/// control socket.
+/// The DESCRIPTION section of `causeway --help` (`-h` prints only the first line).
+const LONG_ABOUT: &str = "\
+The Causeway command-line client.
+
+DESCRIPTION:
+  causeway talks to a running causewayd over the daemon's control socket, one request per
+  command, and prints the answer as aligned tables (-o table, the default) or as the daemon's
+  JSON object (-o json). `status` and `stats` only read the daemon's state and counters; other
+  commands (see `causeway help`) may change it. It waits at most 10 seconds for an answer.
+  `completions` prints a shell completion script and needs no daemon.";
+
+/// The FILES, ENVIRONMENT, SIGNALS, EXIT STATUS and EXAMPLES sections of `causeway --help`.
+const AFTER_LONG_HELP: &str = "\
+FILES:
+  /run/causeway/control.sock
+      The daemon's control socket when neither --socket nor CAUSEWAY_SOCKET is given; it must be
+      the `[control] socket` of the daemon's configuration. The daemon creates it with mode 0600,
+      so querying it needs the daemon's user (root).
+
+ENVIRONMENT:
+  CAUSEWAY_SOCKET   The control socket, when --socket is not given.
+
+SIGNALS:
+  causeway handles no signal: SIGINT or SIGTERM ends it at once (a request it has already sent
+  may still be carried out by the daemon).
+
+EXIT STATUS:
+  0  Success.
+  1  The daemon cannot be reached, refuses the request, or sends no answer (`causeway: ...` on
+     stderr).
+  2  A command-line usage error.
+
+EXAMPLES:
+  Show the gateways, their SKUs and connections:
+      causeway status
+  Counters as JSON, from a daemon with another control socket:
+      causeway --socket /run/causeway-lab/control.sock -o json stats
+  Install bash completion (for the current user):
+      mkdir -p ~/.local/share/bash-completion/completions
+      causeway completions bash > ~/.local/share/bash-completion/completions/causeway";
+
+/// The long help of `causeway completions`.
+const COMPLETIONS_LONG_ABOUT: &str = "\
+Print a shell completion script (bash, zsh or fish) on stdout.
+
+Install it where the shell looks for completions, for example:
+  bash: causeway completions bash > /usr/share/bash-completion/completions/causeway
+  zsh:  causeway completions zsh > /usr/local/share/zsh/site-functions/_causeway
+  fish: causeway completions fish > ~/.config/fish/completions/causeway.fish
+Then start a new shell. Regenerate the script after upgrading causeway.";
+
 #[derive(Parser, Debug)]
-#[command(name = "causeway", version, about, long_about)]
+#[command(
+    name = "causeway",
+    version,
+    about = "The Causeway command-line client.",
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP
+)]
 struct Args {
     /// Control socket of the daemon (the `[control] socket` of its config).
     #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET, env = "CAUSEWAY_SOCKET")]
@@ -35,6 +90,54 @@ enum Command {
     Status,
     /// Counters per gateway, connection and direction: packets, bytes, drops by reason.
     Stats,
+    /// Change a gateway in place.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    #[command(long_about = COMPLETIONS_LONG_ABOUT)]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum GatewayCommand {
+    /// Resize a gateway to another SKU under traffic. Standard <-> HighPerformance, within the
+    /// ErGw*AZ family, ErGwScale units, and within the VpnGw family (VpnGw1..5, or VpnGw1AZ..5AZ)
+    /// are done in place; to or from UltraPerformance and across families the daemon refuses and
+    /// says why (the gateway must be recreated).
+    Resize {
+        /// The gateway's name in the config.
+        name: String,
+        /// The new SKU, e.g. HighPerformance, VpnGw2, ErGwScale.
+        sku: String,
+        /// Scale units for ErGwScale (1..40).
+        #[arg(long)]
+        scale_units: Option<u32>,
+    },
+}
+
+/// The shells `causeway completions` writes a script for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// The completion script of `causeway` for `shell`.
+fn completion_script(shell: CompletionShell) -> Vec<u8> {
+    use clap::CommandFactory;
+    let shell = match shell {
+        CompletionShell::Bash => clap_complete::Shell::Bash,
+        CompletionShell::Zsh => clap_complete::Shell::Zsh,
+        CompletionShell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Args::command(), "causeway", &mut out);
+    out
 }
 
 fn main() -> ExitCode {
@@ -63,7 +166,33 @@ fn request(args: &Args, req: Request) -> Result<Response> {
 }
 
 fn run(args: &Args) -> Result<()> {
-    match args.command {
+    match &args.command {
+        Command::Gateway(GatewayCommand::Resize {
+            name,
+            sku,
+            scale_units,
+        }) => {
+            let s = request(
+                args,
+                Request::Resize {
+                    gateway: name.clone(),
+                    sku: sku.clone(),
+                    scale_units: *scale_units,
+                },
+            )?
+            .status
+            .context("the daemon sent no status")?;
+            match args.output {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&s)?),
+                Format::Table => print!("{}", status_table(&s)),
+            }
+        }
+        Command::Completions { shell } => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&completion_script(*shell))
+                .context("writing the completion script")?;
+        }
         Command::Status => {
             let s = request(args, Request::Status)?
                 .status
@@ -309,6 +438,56 @@ mod tests {
             vec!["ccc".into(), "d".into()],
         ]);
         assert_eq!(t, "A    BB\nccc  d\n");
+    }
+
+    #[test]
+    fn args_are_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn completions_mention_the_subcommands() {
+        for shell in [
+            CompletionShell::Bash,
+            CompletionShell::Zsh,
+            CompletionShell::Fish,
+        ] {
+            let script = String::from_utf8(completion_script(shell)).unwrap();
+            assert!(!script.is_empty(), "{shell:?}");
+            for word in ["causeway", "status", "stats", "completions", "socket"] {
+                assert!(script.contains(word), "{shell:?} script lacks `{word}`");
+            }
+        }
+    }
+
+    #[test]
+    fn completions_parse_without_a_daemon() {
+        let a = Args::try_parse_from(["causeway", "completions", "zsh"]).unwrap();
+        assert!(matches!(
+            a.command,
+            Command::Completions {
+                shell: CompletionShell::Zsh
+            }
+        ));
+        assert!(Args::try_parse_from(["causeway", "completions", "tcsh"]).is_err());
+    }
+
+    #[test]
+    fn long_help_is_man_like() {
+        use clap::CommandFactory;
+        let help = Args::command().render_long_help().to_string();
+        for section in [
+            "DESCRIPTION:",
+            "FILES:",
+            "SIGNALS:",
+            "EXIT STATUS:",
+            "EXAMPLES:",
+            DEFAULT_SOCKET,
+            "completions",
+        ] {
+            assert!(help.contains(section), "`{section}` missing from:\n{help}");
+        }
     }
 
     #[test]

@@ -28,6 +28,9 @@
 //! [control]                                  # optional
 //! socket = "/run/causeway/control.sock"      # default; must be absolute
 //!
+//! [metrics]                                  # optional; absent: no metrics server
+//! listen = "127.0.0.1:9474"                  # ADDRESS:PORT of the Prometheus HTTP endpoint
+//!
 //! [[gateway]]
 //! name = "er-gw"
 //! type = "ExpressRoute"
@@ -147,7 +150,8 @@
 //!   name that is a plain file name under `/run/netns`; `mtu` 576..=65535, and >= 1280 when the
 //!   interface has an IPv6 address; the VNet interface does not take the gateway's own address
 //!   ([`VnetConfig::gateway_address_v4`], [`VnetConfig::gateway_address_v6`]).
-//! - `vnet.name` is not empty; `control.socket` is an absolute path.
+//! - `vnet.name` is not empty; `control.socket` is an absolute path; `metrics.listen`, when
+//!   present, is a socket address (`ADDRESS:PORT`, port not 0).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -176,6 +180,8 @@ pub struct Config {
     pub vnet: VnetConfig,
     /// The control socket (`[control]`).
     pub control: ControlConfig,
+    /// The Prometheus metrics endpoint (`[metrics]`).
+    pub metrics: MetricsConfig,
     /// The gateways (`[[gateway]]`), in file order.
     pub gateways: Vec<GatewayConfig>,
     /// The connections (`[[connection]]`), in file order.
@@ -249,6 +255,14 @@ pub struct ControlConfig {
     /// The absolute path of the directory for state that survives a restart (sequence-number
     /// leases of manual SAs). Default [`DEFAULT_STATE_DIR`].
     pub state_dir: PathBuf,
+}
+
+/// The Prometheus metrics endpoint (`[metrics]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricsConfig {
+    /// The TCP address and port to serve `GET /metrics` on; None (the default): no server.
+    /// Any address is accepted; one that is not loopback exposes the counters to the network.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Where the control socket is when `[control]` does not say.
@@ -1329,7 +1343,7 @@ fn array_of_tables<'n>(
 // Validation
 // ---------------------------------------------------------------------------------------------
 
-const ROOT_KEYS: &[&str] = &["vnet", "control", "gateway", "connection"];
+const ROOT_KEYS: &[&str] = &["vnet", "control", "metrics", "gateway", "connection"];
 const VNET_KEYS: &[&str] = &[
     "name",
     "address_space",
@@ -1346,6 +1360,7 @@ const INTERFACE_KEYS: &[&str] = &[
     "install_routes",
 ];
 const CONTROL_KEYS: &[&str] = &["socket", "state_dir"];
+const METRICS_KEYS: &[&str] = &["listen"];
 const GATEWAY_KEYS: &[&str] = &["name", "type", "sku", "scale_units"];
 const ER_CONNECTION_KEYS: &[&str] = &[
     "name",
@@ -1832,6 +1847,43 @@ fn read_control(cx: &mut Cx<'_>, root: &Table<'_>) -> Option<ControlConfig> {
         }
     }
     ok.then_some(control)
+}
+
+fn read_metrics(cx: &mut Cx<'_>, root: &Table<'_>) -> Option<MetricsConfig> {
+    let mut metrics = MetricsConfig::default();
+    let Some(node) = root.get("metrics") else {
+        return Some(metrics);
+    };
+    let t = root.table(cx, node, "metrics")?;
+    t.check_keys(cx, METRICS_KEYS);
+    let Some(node) = t.get("listen") else {
+        return Some(metrics);
+    };
+    let s = cx.string(node, &t.field("listen"))?;
+    match s.trim().parse::<SocketAddr>() {
+        Ok(addr) if addr.port() == 0 => {
+            cx.error(
+                Some(node),
+                t.field("listen"),
+                format!("`{s}` has port 0: give the port to listen on"),
+            );
+            None
+        }
+        Ok(addr) => {
+            metrics.listen = Some(addr);
+            Some(metrics)
+        }
+        Err(_) => {
+            cx.error(
+                Some(node),
+                t.field("listen"),
+                format!(
+                    "`{s}` is not a socket address (ADDRESS:PORT, e.g. `127.0.0.1:9474` or `[::1]:9474`)"
+                ),
+            );
+            None
+        }
+    }
 }
 
 struct GatewayDraft<'n> {
@@ -2925,6 +2977,7 @@ fn validate(cx: &mut Cx<'_>, root_node: &Node) -> Option<Config> {
     root.check_keys(cx, ROOT_KEYS);
     let vnet = read_vnet(cx, &root);
     let control = read_control(cx, &root);
+    let metrics = read_metrics(cx, &root);
     let gateways = read_gateways(cx, &root);
     let connections = read_connections(cx, &root, &gateways, vnet.as_ref());
 
@@ -3151,6 +3204,7 @@ fn validate(cx: &mut Cx<'_>, root_node: &Node) -> Option<Config> {
         path: cx.file.to_path_buf(),
         vnet,
         control: control?,
+        metrics: metrics?,
         gateways,
         connections,
     })
@@ -4519,6 +4573,59 @@ prefixes = [{prefixes}]
             &edit("socket = \"/run/causeway/control.sock\"", "socket = 1"),
             "control.socket",
             "expected a string",
+        );
+    }
+
+    #[test]
+    fn metrics_listen_is_an_optional_socket_address() {
+        assert_eq!(ok(VALID).metrics.listen, None);
+        let with = |table: &str| {
+            edit(
+                "socket = \"/run/causeway/control.sock\"\n",
+                &format!("socket = \"/run/causeway/control.sock\"\n\n[metrics]\n{table}\n"),
+            )
+        };
+        assert_eq!(ok(&with("")).metrics.listen, None);
+        assert_eq!(
+            ok(&with("listen = \"127.0.0.1:9474\"")).metrics.listen,
+            Some("127.0.0.1:9474".parse().unwrap())
+        );
+        // Not loopback: allowed (documented as exposing the counters).
+        assert_eq!(
+            ok(&with("listen = \"[::]:9474\"")).metrics.listen,
+            Some("[::]:9474".parse().unwrap())
+        );
+        let text = with("listen = \"127.0.0.1\"");
+        expect_at(
+            &text,
+            line_of(&text, "listen ="),
+            "metrics.listen",
+            "`127.0.0.1` is not a socket address (ADDRESS:PORT",
+        );
+        expect(
+            &with("listen = \"localhost:9474\""),
+            "metrics.listen",
+            "`localhost:9474` is not a socket address",
+        );
+        expect(
+            &with("listen = \"127.0.0.1:0\""),
+            "metrics.listen",
+            "has port 0",
+        );
+        expect(
+            &with("listen = 9474"),
+            "metrics.listen",
+            "expected a string",
+        );
+        expect(
+            &with("port = 9474"),
+            "metrics.port",
+            "unknown key (expected one of: listen)",
+        );
+        expect(
+            &format!("metrics = 1\n{VALID}"),
+            "metrics",
+            "expected a table",
         );
     }
 

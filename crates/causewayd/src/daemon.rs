@@ -1,5 +1,6 @@
-//! The daemon: starts the data plane and the control socket from a validated config, watches
-//! link state, answers `status` and `stats`, and stops cleanly on SIGINT/SIGTERM.
+//! The daemon: starts the data plane, the control socket and the metrics endpoint from a
+//! validated config, watches link state, answers `status` and `stats`, and stops cleanly on
+//! SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,11 +15,13 @@ use causeway_api::{
 };
 use causeway_engine::counters::DirCounters;
 use causeway_engine::shaper::BurstPolicy;
+use causeway_engine::sku::Sku;
 use causeway_sys::link::{self, LinkState};
 
 use crate::config::{Config, ConnectionConfig, ConnectionKind, InterfaceConfig};
 use crate::control::{ControlServer, Handler};
 use crate::dataplane::{install_routes, readdress, Dataplane, Shared};
+use crate::metrics::MetricsServer;
 
 /// How often circuit link state is checked (a circuit that goes down loses its routes).
 const LINK_POLL: Duration = Duration::from_millis(500);
@@ -27,6 +30,8 @@ struct State {
     config: Config,
     shared: Arc<Shared>,
     started: Instant,
+    /// The current SKU of each gateway (config order): resizes change it.
+    skus: std::sync::Mutex<Vec<Sku>>,
 }
 
 fn dir_stats(c: &DirCounters) -> DirStats {
@@ -59,6 +64,57 @@ fn iface_status(i: &InterfaceConfig, offload: bool) -> InterfaceStatus {
 }
 
 impl State {
+    fn sku(&self, gi: usize) -> Sku {
+        let skus = self.skus.lock().unwrap_or_else(|e| e.into_inner());
+        skus.get(gi)
+            .copied()
+            .unwrap_or(self.config.gateways[gi].sku)
+    }
+
+    /// A live resize: the resize rules of DOMAIN.md (`Sku::can_resize_to`), the connection count
+    /// of the new SKU, then the new limits published to the workers (applied at their next
+    /// packet, the shapers keeping their tokens).
+    fn resize(&self, gateway: &str, sku: &str, scale_units: Option<u32>) -> Result<(), String> {
+        let Some(gi) = self.config.gateways.iter().position(|g| g.name == gateway) else {
+            let known: Vec<&str> = self
+                .config
+                .gateways
+                .iter()
+                .map(|g| g.name.as_str())
+                .collect();
+            return Err(format!(
+                "no gateway `{gateway}` (known: {})",
+                known.join(", ")
+            ));
+        };
+        let g = &self.config.gateways[gi];
+        let new = Sku::parse(g.gateway_type, sku, scale_units)?;
+        let mut skus = self.skus.lock().unwrap_or_else(|e| e.into_inner());
+        let current = skus[gi];
+        current.can_resize_to(new)?;
+        let limits = new.limits();
+        let connections = self
+            .config
+            .connections
+            .iter()
+            .filter(|c| c.gateway_index == gi)
+            .count();
+        if connections > limits.max_connections as usize {
+            return Err(format!(
+                "gateway `{gateway}` has {connections} connections and {new} allows {}",
+                limits.max_connections
+            ));
+        }
+        self.shared.live[gi].set(
+            limits.bits_per_sec,
+            limits.packets_per_sec,
+            limits.per_tunnel_bits_per_sec,
+        );
+        skus[gi] = new;
+        tracing::info!(gateway, from = %current, to = %new, "gateway resized in place");
+        Ok(())
+    }
+
     fn conn_index(&self, name: &str) -> Option<usize> {
         self.shared.connections.iter().position(|c| c.name == name)
     }
@@ -160,7 +216,8 @@ impl State {
             .iter()
             .enumerate()
             .map(|(gi, g)| {
-                let limits = g.sku.limits();
+                let sku = self.sku(gi);
+                let limits = sku.limits();
                 let connections = c
                     .connections
                     .iter()
@@ -170,7 +227,7 @@ impl State {
                 GatewayStatus {
                     name: g.name.clone(),
                     gateway_type: g.gateway_type.to_string(),
-                    sku: g.sku.to_string(),
+                    sku: sku.to_string(),
                     bits_per_sec: limits.bits_per_sec,
                     packets_per_sec: limits.packets_per_sec,
                     max_connections: limits.max_connections,
@@ -197,7 +254,7 @@ impl State {
             .map(|(gi, g)| GatewayStats {
                 name: g.name.clone(),
                 gateway_type: g.gateway_type.to_string(),
-                sku: g.sku.to_string(),
+                sku: self.sku(gi).to_string(),
                 egress: dir_stats(&self.shared.gateways[gi].egress),
                 ingress: dir_stats(&self.shared.gateways[gi].ingress),
                 connections: self
@@ -237,8 +294,22 @@ impl Handler for State {
         match req {
             Request::Status => r.status = Some(self.status()),
             Request::Stats => r.stats = Some(self.stats()),
+            Request::Resize {
+                gateway,
+                sku,
+                scale_units,
+            } => match self.resize(&gateway, &sku, scale_units) {
+                Ok(()) => r.status = Some(self.status()),
+                Err(e) => r.error = Some(format!("resize refused: {e}")),
+            },
         }
         r
+    }
+}
+
+impl crate::metrics::Source for State {
+    fn snapshot(&self) -> (Status, Stats) {
+        (self.status(), self.stats())
     }
 }
 
@@ -298,8 +369,13 @@ pub fn run(config: Config) -> Result<()> {
         config: config.clone(),
         shared: dp.shared.clone(),
         started,
+        skus: std::sync::Mutex::new(config.gateways.iter().map(|g| g.sku).collect()),
     });
     let server = ControlServer::start(&config.control.socket, state.clone())?;
+    let metrics = match config.metrics.listen {
+        Some(addr) => Some(MetricsServer::start(addr, state.clone())?),
+        None => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = {
         let (state, stop) = (state.clone(), stop.clone());
@@ -310,6 +386,7 @@ pub fn run(config: Config) -> Result<()> {
     tracing::info!(
         config = %config.path.display(),
         socket = %config.control.socket.display(),
+        metrics = %metrics.as_ref().map_or("off".to_string(), |m| m.local_addr().to_string()),
         gateways = config.gateways.len(),
         connections = config.connections.len(),
         "causewayd running"
@@ -324,6 +401,7 @@ pub fn run(config: Config) -> Result<()> {
     }
     stop.store(true, Ordering::SeqCst);
     dp.stop();
+    drop(metrics);
     drop(server);
     let _ = watcher.join();
     drop(dp);

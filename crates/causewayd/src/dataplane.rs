@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use causeway_engine::pipeline::{
-    build, Connection, GatewaySpec, PathCounters, PipelineSpec, TunnelParams, Vnet,
+    build, Connection, GatewaySpec, LiveLimits, PathCounters, PipelineSpec, TunnelParams, Vnet,
 };
 use causeway_engine::shaper::BurstPolicy;
 use causeway_esp::{InboundSa, OutboundSa};
@@ -47,6 +47,8 @@ pub struct Shared {
     pub connections: Vec<Connection>,
     /// ESP state of each tunnel, by connection index (None for circuits).
     pub esp: Vec<Option<Arc<EspState>>>,
+    /// Live limits of each gateway (SKU resizes), by config index.
+    pub live: Arc<Vec<LiveLimits>>,
     /// IKE state of the IKE-keyed tunnels: (connection index, view).
     pub ike: Option<IkeViews>,
     pub vnet_offload: bool,
@@ -307,8 +309,22 @@ impl Dataplane {
                 }
             })
             .collect();
-        // The held-packet ring of a direction is sized for the fastest gateway.
-        let bps = gateways.iter().map(|g| g.bits_per_sec).max().unwrap_or(0);
+        // Live limits for SKU resizes, one per gateway, applied by every worker.
+        let live: Arc<Vec<LiveLimits>> = Arc::new(
+            config
+                .gateways
+                .iter()
+                .map(|_| LiveLimits::default())
+                .collect(),
+        );
+        // The held-packet ring of a direction is sized for the fastest gateway, and for what a
+        // resize may bring (up to 10 Gbit/s before the 64 MB cap).
+        let bps = gateways
+            .iter()
+            .map(|g| g.bits_per_sec)
+            .max()
+            .unwrap_or(0)
+            .max(10_000_000_000);
         let spec = PipelineSpec {
             vnet,
             gateways,
@@ -335,6 +351,7 @@ impl Dataplane {
         if !connections.is_empty() {
             let ctx = worker(&mut wakers)?;
             let v = vnet_tun.clone();
+            let live_e = live.clone();
             workers.push(
                 std::thread::Builder::new()
                     .name("egress".into())
@@ -346,7 +363,10 @@ impl Dataplane {
                             outputs,
                             bps,
                             burst,
-                            |now, _, v, p, r| eg.process(now, v, p, r),
+                            |now, _, v, p, r| {
+                                eg.apply_live(now, &live_e);
+                                eg.process(now, v, p, r)
+                            },
                         )
                     })?,
             );
@@ -354,6 +374,7 @@ impl Dataplane {
         if !circuit_tuns.is_empty() {
             let ctx = worker(&mut wakers)?;
             let out = vec![Output::Tun(vnet_tun.clone())];
+            let live_i = live.clone();
             workers.push(
                 std::thread::Builder::new()
                     .name("circuit-ingress".into())
@@ -365,7 +386,10 @@ impl Dataplane {
                             out,
                             bps,
                             burst,
-                            |now, conn, v, p, r| ing.process(now, conn, v, p, r),
+                            |now, conn, v, p, r| {
+                                ing.apply_live(now, &live_i);
+                                ing.process(now, conn, v, p, r)
+                            },
                         )
                     })?,
             );
@@ -393,7 +417,10 @@ impl Dataplane {
             workers.push(
                 std::thread::Builder::new()
                     .name("tunnel-ingress".into())
-                    .spawn(move || ctx.run_tunnels(inputs, bps, burst, ing))?,
+                    .spawn({
+                        let live_t = live.clone();
+                        move || ctx.run_tunnels(inputs, bps, burst, ing, live_t)
+                    })?,
             );
             if with_ike {
                 let by_local = socket_of
@@ -418,6 +445,7 @@ impl Dataplane {
                 connections,
                 esp: esp_states,
                 ike: ike.as_ref().map(|r| r.views.clone()),
+                live,
                 vnet_offload: vnet_tun.vnet_hdr(),
             }),
             stop,

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use causeway_engine::counters::DropReason;
-use causeway_engine::pipeline::{Connection, Ingress, PathCounters, Verdict, REPLY_BUF_LEN};
+use causeway_engine::pipeline::{
+    Connection, Ingress, LiveLimits, PathCounters, Verdict, REPLY_BUF_LEN,
+};
 use causeway_engine::shaper::BurstPolicy;
 use causeway_esp::{classify_udp4500, Udp4500, HEADROOM, TAILROOM};
 use causeway_sys::poll::{wait_readable, Waker};
@@ -475,6 +477,7 @@ impl Worker {
         bits_per_sec: u64,
         policy: BurstPolicy,
         mut ing: Ingress,
+        live: Arc<Vec<LiveLimits>>,
     ) {
         let mut b = Buffers::new();
         let mut held = Held::new(bits_per_sec, &policy);
@@ -487,6 +490,7 @@ impl Worker {
         let output = |_: usize| -> &Output { &vnet_out[0] };
         let gw = self.gateways[t.gateway].clone();
         while self.wait(&fds, &mut ready, held.next_release()) {
+            ing.apply_live(self.now(), &live);
             if let Some(cmds) = &t.cmds {
                 while let Ok(cmd) = cmds.try_recv() {
                     match cmd {

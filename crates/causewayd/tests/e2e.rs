@@ -99,7 +99,13 @@ fn text(o: &Output) -> String {
 
 /// iperf3 from a client in `client_ns` to a one-off server in `server_ns` listening on `dst`
 /// (or the reverse direction with `-R`); the receiver's Mbit/s.
-fn iperf3(client_ns: &str, server_ns: &str, dst: &str, secs: u32, reverse: bool) -> f64 {
+fn iperf3_json(
+    client_ns: &str,
+    server_ns: &str,
+    dst: &str,
+    secs: u32,
+    reverse: bool,
+) -> serde_json::Value {
     let port = 5300 + (NEXT.fetch_add(1, Ordering::SeqCst) % 500) as u16;
     let port_s = port.to_string();
     let mut server = Command::new("ip")
@@ -139,6 +145,13 @@ fn iperf3(client_ns: &str, server_ns: &str, dst: &str, secs: u32, reverse: bool)
     let _ = server.wait();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("iperf3 JSON: {e}: {}", text(&out)));
+    v
+}
+
+/// iperf3 from a client in `client_ns` to a one-off server in `server_ns` listening on `dst`
+/// (or the reverse direction with `-R`); the receiver's Mbit/s.
+fn iperf3(client_ns: &str, server_ns: &str, dst: &str, secs: u32, reverse: bool) -> f64 {
+    let v = iperf3_json(client_ns, server_ns, dst, secs, reverse);
     let bps = v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
         .unwrap_or_else(|| panic!("no receiver rate in iperf3 output: {v}"));
@@ -294,6 +307,8 @@ struct LabSpec<'a> {
     /// routing_weight of each circuit; every circuit offers the same on-premises prefixes and
     /// its host has the same addresses, so the weights decide which one carries the traffic.
     weights: &'a [u16],
+    /// Extra TOML appended to the config (e.g. a `[metrics]` table).
+    extra: &'a str,
 }
 
 impl Default for LabSpec<'_> {
@@ -303,6 +318,7 @@ impl Default for LabSpec<'_> {
             sku: "sku = \"Standard\"",
             circuit_mtu: 1500,
             weights: &[0],
+            extra: "",
         }
     }
 }
@@ -378,6 +394,7 @@ mtu = {mtu}
                 mtu = spec.circuit_mtu,
             ));
         }
+        cfg.push_str(spec.extra);
         std::fs::write(&lab.config, cfg).unwrap();
         lab.start();
         lab
@@ -2083,4 +2100,290 @@ fn ike_causeway_to_causeway_other_roles_bad_psk_and_restart() {
         ..IkeSpec::default()
     });
     lab.wait_error("auth");
+}
+
+#[test]
+fn resize_standard_to_high_performance_under_load_and_refused_resizes() {
+    let lab = Lab::new(LabSpec {
+        exclusive: true,
+        ..LabSpec::default()
+    });
+    let socket = lab.socket.clone();
+    // Resize 4 s into an 8 s transfer.
+    let resizer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(4));
+        causeway_api::call(
+            &socket,
+            &Request::Resize {
+                gateway: "er-gw".into(),
+                sku: "HighPerformance".into(),
+                scale_units: None,
+            },
+            Duration::from_secs(5),
+        )
+        .unwrap()
+    });
+    let v = iperf3_json(&lab.vnet, &lab.onprem, "10.2.0.10", 8, false);
+    let r = resizer.join().unwrap();
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(r.status.unwrap().gateways[0].sku, "HighPerformance");
+    let rates: Vec<f64> = v["intervals"]
+        .as_array()
+        .expect("iperf3 intervals")
+        .iter()
+        .map(|i| i["sum"]["bits_per_second"].as_f64().unwrap() / 1e6)
+        .collect();
+    assert_eq!(rates.len(), 8, "{rates:?}");
+    // Before: the Standard band; after (allowing a second for the switch): the new band; no
+    // stall anywhere.
+    for r in &rates[..3] {
+        assert!((850.0..=1010.0).contains(r), "before the resize: {rates:?}");
+    }
+    for r in &rates[5..] {
+        assert!((1700.0..=2020.0).contains(r), "after the resize: {rates:?}");
+    }
+    assert!(rates.iter().all(|r| *r > 500.0), "a stall: {rates:?}");
+    // Refused resizes, with the reason.
+    let refuse = |sku: &str| {
+        let r = causeway_api::call(
+            &lab.socket,
+            &Request::Resize {
+                gateway: "er-gw".into(),
+                sku: sku.into(),
+                scale_units: None,
+            },
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        r.error
+            .unwrap_or_else(|| panic!("resize to {sku} was accepted"))
+    };
+    assert!(refuse("UltraPerformance").contains("recreat"));
+    assert!(refuse("ErGw1AZ").contains("famil"));
+    assert!(refuse("VpnGw1").contains("unknown ExpressRoute SKU"));
+    assert_eq!(lab.status().gateways[0].sku, "HighPerformance");
+    // The CLI says it too, and exits non-zero.
+    let o = run(Command::new(cli_bin())
+        .arg("--socket")
+        .arg(&lab.socket)
+        .args(["gateway", "resize", "er-gw", "UltraPerformance"]));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("recreat"), "{}", text(&o));
+}
+
+/// One request to the metrics endpoint; (head, body).
+fn http_get(port: u16, path: &str) -> (String, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.to_string(), body.to_string())
+}
+
+/// A sample of the text exposition format: name, labels (in order), value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// Parses every line of a Prometheus text exposition; panics on a malformed one.
+fn parse_exposition(text: &str) -> Vec<Sample> {
+    fn name_ok(n: &str) -> bool {
+        let mut c = n.chars();
+        c.next()
+            .is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
+            && c.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    }
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix('#') {
+            let mut w = rest.split_whitespace();
+            match (w.next(), w.next()) {
+                (Some("HELP"), Some(n)) => assert!(name_ok(n), "bad HELP: {line:?}"),
+                (Some("TYPE"), Some(n)) => {
+                    assert!(name_ok(n), "bad TYPE: {line:?}");
+                    let t = w.next().unwrap_or("");
+                    assert!(
+                        ["counter", "gauge", "histogram", "summary", "untyped"].contains(&t),
+                        "bad TYPE: {line:?}"
+                    );
+                }
+                _ => panic!("malformed comment line: {line:?}"),
+            }
+            continue;
+        }
+        let end = line
+            .find(['{', ' '])
+            .unwrap_or_else(|| panic!("malformed: {line:?}"));
+        let name = &line[..end];
+        assert!(name_ok(name), "bad metric name: {line:?}");
+        let mut labels = Vec::new();
+        let mut rest = &line[end..];
+        if let Some(r) = rest.strip_prefix('{') {
+            let mut chars = r.char_indices().peekable();
+            let mut closed = None;
+            while let Some((i, c)) = chars.next() {
+                if c == '}' {
+                    closed = Some(i + 1);
+                    break;
+                }
+                // key="value"
+                let key_start = i;
+                let mut key_end = i;
+                let mut ch = c;
+                while ch != '=' {
+                    let (j, c2) = chars
+                        .next()
+                        .unwrap_or_else(|| panic!("malformed: {line:?}"));
+                    key_end = j;
+                    ch = c2;
+                }
+                let key = if key_end == key_start {
+                    ""
+                } else {
+                    &r[key_start..key_end]
+                };
+                assert!(name_ok(key), "bad label name in {line:?}");
+                assert_eq!(chars.next().map(|c| c.1), Some('"'), "malformed: {line:?}");
+                let mut value = String::new();
+                loop {
+                    match chars.next().map(|c| c.1) {
+                        Some('"') => break,
+                        Some('\\') => match chars.next().map(|c| c.1) {
+                            Some('\\') => value.push('\\'),
+                            Some('"') => value.push('"'),
+                            Some('n') => value.push('\n'),
+                            _ => panic!("bad escape in {line:?}"),
+                        },
+                        Some('\n') | None => panic!("unterminated label value: {line:?}"),
+                        Some(c) => value.push(c),
+                    }
+                }
+                labels.push((key.to_string(), value));
+                match chars.peek().map(|c| c.1) {
+                    Some(',') => {
+                        chars.next();
+                    }
+                    Some('}') => {}
+                    _ => panic!("malformed label list: {line:?}"),
+                }
+            }
+            let closed = closed.unwrap_or_else(|| panic!("unclosed labels: {line:?}"));
+            rest = &r[closed..];
+        }
+        let value = rest
+            .strip_prefix(' ')
+            .unwrap_or_else(|| panic!("no value: {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line:?}"));
+        out.push((name.to_string(), labels, value));
+    }
+    out
+}
+
+/// The value of the sample `name` with exactly `labels`.
+fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|(n, l, _)| {
+            n == name
+                && l.len() == labels.len()
+                && l.iter()
+                    .zip(labels)
+                    .all(|((k, v), (k2, v2))| k == k2 && v == v2)
+        })
+        .map(|s| s.2)
+}
+
+#[test]
+fn metrics_endpoint_serves_the_counters_of_stats() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let extra = format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
+    let lab = Lab::new(LabSpec {
+        extra: &extra,
+        ..LabSpec::default()
+    });
+    let o = ping(&lab, true, &["-c", "3", "-i", "0.2", "10.2.0.10"]);
+    assert!(text(&o).contains("3 received"), "{}", text(&o));
+    let _ = ping(&lab, true, &["-c", "1", "-t", "1", "10.2.0.10"]);
+    let stats = lab.stats();
+    let (head, body) = http_get(port, "/metrics");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    let samples = parse_exposition(&body);
+    let g = &stats.gateways[0];
+    let gw = |dir: &'static str| {
+        [
+            ("level", "gateway"),
+            ("gateway", "er-gw"),
+            ("connection", ""),
+            ("direction", dir),
+        ]
+    };
+    let egress = sample(&samples, "causeway_packets_total", &gw("egress"))
+        .unwrap_or_else(|| panic!("no gateway egress packets in:\n{body}"));
+    assert!(
+        egress >= g.egress.packets as f64 && g.egress.packets >= 3,
+        "metrics {egress}, stats {}",
+        g.egress.packets
+    );
+    let ingress = sample(&samples, "causeway_packets_total", &gw("ingress")).unwrap();
+    assert!(ingress >= g.ingress.packets as f64);
+    // Every drop reason, at every level and direction, zeros included.
+    assert!(g.egress.drops["ttl_expired"] >= 1);
+    let levels = [
+        ("vnet", "", "", "egress", &stats.vnet.egress),
+        ("gateway", "er-gw", "", "egress", &g.egress),
+        ("gateway", "er-gw", "", "ingress", &g.ingress),
+        (
+            "connection",
+            "er-gw",
+            "circuit-1",
+            "egress",
+            &g.connections[0].egress,
+        ),
+        (
+            "connection",
+            "er-gw",
+            "circuit-1",
+            "ingress",
+            &g.connections[0].ingress,
+        ),
+    ];
+    for (level, gateway, conn, dir, d) in levels {
+        assert!(d.drops.len() >= 20, "{d:?}");
+        for (reason, n) in &d.drops {
+            let l = [
+                ("level", level),
+                ("gateway", gateway),
+                ("connection", conn),
+                ("direction", dir),
+                ("reason", reason.as_str()),
+            ];
+            let v = sample(&samples, "causeway_drops_total", &l)
+                .unwrap_or_else(|| panic!("no drops sample {l:?} in:\n{body}"));
+            assert!(v >= *n as f64, "{l:?}: metrics {v}, stats {n}");
+        }
+    }
+    let conn = [("gateway", "er-gw"), ("connection", "circuit-1")];
+    assert_eq!(sample(&samples, "causeway_connection_up", &conn), Some(1.0));
+    let gwl = [("gateway", "er-gw")];
+    assert_eq!(
+        sample(&samples, "causeway_gateway_bits_per_second_limit", &gwl),
+        Some(1e9)
+    );
+    assert_eq!(
+        sample(&samples, "causeway_gateway_packets_per_second_limit", &gwl),
+        Some(1e5)
+    );
+    assert!(sample(&samples, "causeway_uptime_seconds", &[]).is_some());
+    let (head, _) = http_get(port, "/other");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 }

@@ -37,7 +37,7 @@
 //! ICMP errors are rate limited (RFC 1812 4.3.2.8); an error not sent is counted in
 //! `icmp_rate_limited`, and the packet is dropped with its reason either way.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use causeway_wire::icmp;
@@ -233,6 +233,44 @@ fn is_link_local(family: Family, a: u128) -> bool {
     }
 }
 
+/// A gateway's limits as the control thread sets them on a live resize, read by the workers:
+/// each worker applies a new `generation` to its own shapers (no lock on the packet path: one
+/// relaxed load per packet).
+#[derive(Debug, Default)]
+pub struct LiveLimits {
+    generation: AtomicU64,
+    bits_per_sec: AtomicU64,
+    /// 0: no packets/s limit.
+    packets_per_sec: AtomicU64,
+    /// 0: no per-tunnel cap.
+    tunnel_cap: AtomicU64,
+}
+
+impl LiveLimits {
+    /// Publishes new limits (the resize is applied by each worker at its next packet).
+    pub fn set(&self, bits_per_sec: u64, packets_per_sec: Option<u64>, tunnel_cap: Option<u64>) {
+        self.bits_per_sec.store(bits_per_sec, Ordering::Relaxed);
+        self.packets_per_sec
+            .store(packets_per_sec.unwrap_or(0), Ordering::Relaxed);
+        self.tunnel_cap
+            .store(tunnel_cap.unwrap_or(0), Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn get(&self) -> (u64, Option<u64>, Option<u64>) {
+        let nz = |v: u64| (v != 0).then_some(v);
+        (
+            self.bits_per_sec.load(Ordering::Relaxed),
+            nz(self.packets_per_sec.load(Ordering::Relaxed)),
+            nz(self.tunnel_cap.load(Ordering::Relaxed)),
+        )
+    }
+}
+
 /// One direction of one gateway.
 struct GatewayHalf {
     shaper: Shaper,
@@ -255,6 +293,9 @@ struct Common {
     connections: Vec<Connection>,
     /// Per-tunnel cap shapers, by connection index.
     caps: Vec<Option<Shaper>>,
+    burst: BurstPolicy,
+    /// The live-limit generation last applied, by gateway.
+    seen: Vec<u64>,
 }
 
 enum Error {
@@ -264,6 +305,38 @@ enum Error {
 }
 
 impl Common {
+    /// Applies the gateways' live limits whose generation moved since this half last looked
+    /// (a SKU resize under traffic): the shapers keep their tokens, capped to the new burst.
+    fn apply_live(&mut self, now_ns: u64, live: &[LiveLimits]) {
+        for (gi, l) in live.iter().enumerate() {
+            let g = l.generation();
+            if self.seen.get(gi).copied().unwrap_or(0) == g {
+                continue;
+            }
+            let (bits, pps, cap) = l.get();
+            if let Some(half) = self.gateways.get_mut(gi) {
+                half.shaper.set_limits(now_ns, bits, pps);
+            }
+            for (ci, c) in self.connections.iter().enumerate() {
+                if c.gateway != gi || c.tunnel.is_none() {
+                    continue;
+                }
+                self.caps[ci] = match (self.caps[ci].take(), cap) {
+                    (Some(mut s), Some(b)) => {
+                        s.set_limits(now_ns, b, None);
+                        Some(s)
+                    }
+                    (None, Some(b)) => Some(Shaper::new(b, None, self.burst, now_ns)),
+                    (_, None) => None,
+                };
+            }
+            if self.seen.len() <= gi {
+                self.seen.resize(gi + 1, 0);
+            }
+            self.seen[gi] = g;
+        }
+    }
+
     /// Counts the drop of `pkt` (`packets` wire packets) for `reason` and builds an ICMP error
     /// about it into `reply`; returns the verdict (a reply, or the drop alone when no error may
     /// or can be sent).
@@ -574,6 +647,8 @@ fn common(spec: &PipelineSpec, dir: Dir, now_ns: u64) -> Common {
         gateways,
         connections: spec.connections.clone(),
         caps,
+        burst: spec.burst,
+        seen: vec![0; spec.gateways.len()],
     }
 }
 
@@ -655,6 +730,12 @@ impl Egress {
         self.common.gateways.get_mut(gateway).map(|g| &mut g.shaper)
     }
 
+    /// Applies live limits that changed (by gateway index); cheap when nothing did.
+    #[inline]
+    pub fn apply_live(&mut self, now_ns: u64, live: &[LiveLimits]) {
+        self.common.apply_live(now_ns, live);
+    }
+
     pub fn connections(&self) -> &[Connection] {
         &self.common.connections
     }
@@ -718,6 +799,12 @@ impl Ingress {
     /// The shaper of gateway `gateway` for this direction.
     pub fn gateway_shaper(&mut self, gateway: usize) -> Option<&mut Shaper> {
         self.common.gateways.get_mut(gateway).map(|g| &mut g.shaper)
+    }
+
+    /// Applies live limits that changed (by gateway index); cheap when nothing did.
+    #[inline]
+    pub fn apply_live(&mut self, now_ns: u64, live: &[LiveLimits]) {
+        self.common.apply_live(now_ns, live);
     }
 }
 

@@ -1,0 +1,689 @@
+//! The Prometheus metrics endpoint (`[metrics] listen`): a small blocking HTTP/1.1 server that
+//! answers `GET /metrics` with the counters of `causeway stats` and a few gauges of
+//! `causeway status`, in the Prometheus text exposition format (version 0.0.4).
+//!
+//! The numbers come from the same [`Status`] and [`Stats`] the control socket sends, so the two
+//! never disagree on what a counter means (docs/CLI.md, "Metrics").
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use causeway_api::{DirStats, Stats, Status};
+
+/// Largest request head (request line and headers) accepted.
+const MAX_REQUEST_HEAD: usize = 8 * 1024;
+
+/// How long a client has to send its request and to read the answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The IKE states a tunnel can be in; `causeway_tunnel_ike_state` has one sample per state.
+const IKE_STATES: [&str; 3] = ["Connecting", "Connected", "NotConnected"];
+
+/// Provides the numbers; implemented by the daemon.
+pub trait Source: Send + Sync + 'static {
+    /// The daemon's status and counters now.
+    fn snapshot(&self) -> (Status, Stats);
+}
+
+/// The listening socket and its thread; dropping it stops the server.
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Binds `addr` and serves `GET /metrics` on a background thread.
+    pub fn start(addr: SocketAddr, source: Arc<dyn Source>) -> Result<MetricsServer> {
+        let listener = TcpListener::bind(addr)
+            .with_context(|| format!("binding the metrics listener {addr} ([metrics] listen)"))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || serve(listener, source, stop2))?;
+        Ok(MetricsServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(listener: TcpListener, source: Arc<dyn Source>, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let s = source.clone();
+                // One short-lived thread per client, so a slow client cannot block others.
+                let _ = std::thread::Builder::new()
+                    .name("metrics-client".into())
+                    .spawn(move || {
+                        if let Err(e) = client(stream, &*s) {
+                            tracing::debug!(error = %e, "metrics client");
+                        }
+                    });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics accept failed");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// Reads the request head: up to the blank line, at most [`MAX_REQUEST_HEAD`] bytes. None when
+/// the client sent more than that without ending its head.
+fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    loop {
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+            return Ok(Some(head));
+        }
+        if head.len() >= MAX_REQUEST_HEAD {
+            return Ok(None);
+        }
+        let want = buf.len().min(MAX_REQUEST_HEAD - head.len());
+        let n = stream.read(&mut buf[..want])?;
+        if n == 0 {
+            // The client closed (or half-closed) before the blank line: answer what we have.
+            return Ok(Some(head));
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// What to answer: status line, extra headers, body, and whether to send the body (not for
+/// HEAD).
+struct Reply {
+    status: &'static str,
+    headers: &'static str,
+    content_type: &'static str,
+    body: String,
+}
+
+fn plain(status: &'static str, headers: &'static str, body: &str) -> Reply {
+    Reply {
+        status,
+        headers,
+        content_type: "text/plain; charset=utf-8",
+        body: format!("{body}\n"),
+    }
+}
+
+fn route(head: Option<&[u8]>, source: &dyn Source) -> (Reply, bool) {
+    let Some(head) = head else {
+        return (
+            plain(
+                "431 Request Header Fields Too Large",
+                "",
+                "request head too large",
+            ),
+            true,
+        );
+    };
+    let text = String::from_utf8_lossy(head);
+    let line = text.lines().next().unwrap_or("");
+    let mut parts = line.split_whitespace();
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return (plain("400 Bad Request", "", "bad request line"), true);
+    };
+    if !version.starts_with("HTTP/1.") {
+        return (plain("400 Bad Request", "", "HTTP/1.x only"), true);
+    }
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    if path != "/metrics" {
+        return (plain("404 Not Found", "", "not found: try /metrics"), true);
+    }
+    let with_body = match method {
+        "GET" => true,
+        "HEAD" => false,
+        _ => {
+            return (
+                plain(
+                    "405 Method Not Allowed",
+                    "Allow: GET, HEAD\r\n",
+                    "method not allowed",
+                ),
+                true,
+            )
+        }
+    };
+    let (status, stats) = source.snapshot();
+    (
+        Reply {
+            status: "200 OK",
+            headers: "",
+            content_type: CONTENT_TYPE,
+            body: render(&status, &stats),
+        },
+        with_body,
+    )
+}
+
+fn client(mut stream: TcpStream, source: &dyn Source) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    let head = read_head(&mut stream)?;
+    let (reply, with_body) = route(head.as_deref(), source);
+    let mut out = format!(
+        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
+        reply.status,
+        reply.content_type,
+        reply.body.len(),
+        reply.headers,
+    )
+    .into_bytes();
+    if with_body {
+        out.extend_from_slice(reply.body.as_bytes());
+    }
+    stream.write_all(&out)?;
+    stream.flush()?;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    // Lingering close: read what the client may still send (briefly, and a bounded amount), so
+    // that closing with unread data does not reset the connection before it read the answer.
+    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let _ = std::io::copy(&mut (&stream).take(64 * 1024), &mut std::io::sink());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The exposition format
+// ---------------------------------------------------------------------------------------------
+
+/// A label value escaped for the text format: backslash, double quote and line feed.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One metric family: its samples are written together, after its HELP and TYPE lines.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: Vec<(String, u64)>,
+}
+
+impl Family {
+    fn new(name: &'static str, kind: &'static str, help: &'static str) -> Family {
+        Family {
+            name,
+            kind,
+            help,
+            samples: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, labels: &[(&str, &str)], value: u64) {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect::<Vec<_>>()
+            .join(",");
+        self.samples.push((labels, value));
+    }
+
+    fn write(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
+        for (labels, value) in &self.samples {
+            if labels.is_empty() {
+                let _ = writeln!(out, "{} {value}", self.name);
+            } else {
+                let _ = writeln!(out, "{}{{{labels}}} {value}", self.name);
+            }
+        }
+    }
+}
+
+/// The per-direction counters, one family per field.
+struct Counters {
+    packets: Family,
+    bytes: Family,
+    super_packets: Family,
+    icmp_errors_sent: Family,
+    icmp_rate_limited: Family,
+    echo_replies: Family,
+    drops: Family,
+}
+
+impl Counters {
+    fn new() -> Counters {
+        Counters {
+            packets: Family::new(
+                "causeway_packets_total",
+                "counter",
+                "Wire packets admitted for forwarding (a super-packet counts as its segments; for a tunnel, inner packets).",
+            ),
+            bytes: Family::new(
+                "causeway_bytes_total",
+                "counter",
+                "Wire bytes (IP) of the packets admitted for forwarding (for a tunnel, inner bytes).",
+            ),
+            super_packets: Family::new(
+                "causeway_super_packets_total",
+                "counter",
+                "Forwarded TUN reads that were super-packets carrying more than one segment.",
+            ),
+            icmp_errors_sent: Family::new(
+                "causeway_icmp_errors_sent_total",
+                "counter",
+                "ICMP errors the gateway sent about packets of this direction.",
+            ),
+            icmp_rate_limited: Family::new(
+                "causeway_icmp_rate_limited_total",
+                "counter",
+                "ICMP errors not sent because of the ICMP rate limit.",
+            ),
+            echo_replies: Family::new(
+                "causeway_echo_replies_total",
+                "counter",
+                "Echo replies the gateway sent for pings of its own address.",
+            ),
+            drops: Family::new(
+                "causeway_drops_total",
+                "counter",
+                "Dropped packets by reason (every reason present, zeros included).",
+            ),
+        }
+    }
+
+    fn add(&mut self, level: &str, gateway: &str, connection: &str, direction: &str, d: &DirStats) {
+        let l = [
+            ("level", level),
+            ("gateway", gateway),
+            ("connection", connection),
+            ("direction", direction),
+        ];
+        self.packets.add(&l, d.packets);
+        self.bytes.add(&l, d.bytes);
+        self.super_packets.add(&l, d.super_packets);
+        self.icmp_errors_sent.add(&l, d.icmp_errors_sent);
+        self.icmp_rate_limited.add(&l, d.icmp_rate_limited);
+        self.echo_replies.add(&l, d.echo_replies);
+        for (reason, n) in &d.drops {
+            let [a, b, c, e] = l;
+            self.drops.add(&[a, b, c, e, ("reason", reason)], *n);
+        }
+    }
+
+    fn write(&self, out: &mut String) {
+        for f in [
+            &self.packets,
+            &self.bytes,
+            &self.super_packets,
+            &self.icmp_errors_sent,
+            &self.icmp_rate_limited,
+            &self.echo_replies,
+            &self.drops,
+        ] {
+            f.write(out);
+        }
+    }
+}
+
+/// The whole exposition: the counters of `stats` (levels `vnet`, `gateway`, `connection`) and
+/// gauges from `status`.
+pub fn render(status: &Status, stats: &Stats) -> String {
+    let mut c = Counters::new();
+    c.add("vnet", "", "", "egress", &stats.vnet.egress);
+    for g in &stats.gateways {
+        c.add("gateway", &g.name, "", "egress", &g.egress);
+        c.add("gateway", &g.name, "", "ingress", &g.ingress);
+        for conn in &g.connections {
+            c.add("connection", &g.name, &conn.name, "egress", &conn.egress);
+            c.add("connection", &g.name, &conn.name, "ingress", &conn.ingress);
+        }
+    }
+
+    let mut bps = Family::new(
+        "causeway_gateway_bits_per_second_limit",
+        "gauge",
+        "The SKU's bits per second, enforced in each direction.",
+    );
+    let mut pps = Family::new(
+        "causeway_gateway_packets_per_second_limit",
+        "gauge",
+        "The SKU's packets per second, enforced in each direction (absent when the SKU publishes none).",
+    );
+    let mut up = Family::new(
+        "causeway_connection_up",
+        "gauge",
+        "1 while the gateway routes over the connection, else 0.",
+    );
+    let mut out_seq = Family::new(
+        "causeway_tunnel_esp_out_seq",
+        "gauge",
+        "The last ESP sequence number sealed on the tunnel's outbound SA.",
+    );
+    let mut in_seq = Family::new(
+        "causeway_tunnel_esp_in_seq",
+        "gauge",
+        "The highest ESP sequence number received and authenticated on the tunnel's inbound SA.",
+    );
+    let mut ike = Family::new(
+        "causeway_tunnel_ike_state",
+        "gauge",
+        "1 for the IKE state the tunnel is in, 0 for the others (IKE-keyed tunnels only).",
+    );
+    for g in &status.gateways {
+        let gl = [("gateway", g.name.as_str())];
+        bps.add(&gl, g.bits_per_sec);
+        if let Some(p) = g.packets_per_sec {
+            pps.add(&gl, p);
+        }
+        for conn in &g.connections {
+            let cl = [
+                ("gateway", g.name.as_str()),
+                ("connection", conn.name.as_str()),
+            ];
+            up.add(&cl, u64::from(conn.routed));
+            let Some(t) = &conn.tunnel else { continue };
+            // The sequence numbers of `stats`, which the tunnel's `status` repeats.
+            out_seq.add(&cl, t.esp.out_seq);
+            in_seq.add(&cl, t.esp.in_seq);
+            if let Some(i) = &t.ike {
+                let mut states: Vec<&str> = IKE_STATES.to_vec();
+                if !states.contains(&i.state.as_str()) {
+                    states.push(&i.state);
+                }
+                for s in states {
+                    let [a, b] = cl;
+                    ike.add(&[a, b, ("state", s)], u64::from(s == i.state));
+                }
+            }
+        }
+    }
+    let mut uptime = Family::new(
+        "causeway_uptime_seconds",
+        "gauge",
+        "Seconds since the daemon started.",
+    );
+    uptime.add(&[], stats.uptime_secs);
+
+    let mut out = String::with_capacity(16 * 1024);
+    c.write(&mut out);
+    for f in [&bps, &pps, &up, &out_seq, &in_seq, &ike, &uptime] {
+        f.write(&mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use causeway_api::{
+        ConnectionStats, ConnectionStatus, EspStats, GatewayStats, GatewayStatus, IkeStatus,
+        InterfaceStatus, TunnelStatus, VnetStats, VnetStatus,
+    };
+    use std::collections::BTreeMap;
+
+    fn dir(packets: u64) -> DirStats {
+        let mut drops = BTreeMap::new();
+        drops.insert("no_route".to_string(), 2);
+        drops.insert("shaped_bps".to_string(), 0);
+        DirStats {
+            packets,
+            bytes: packets * 84,
+            drops,
+            ..DirStats::default()
+        }
+    }
+
+    fn iface() -> InterfaceStatus {
+        InterfaceStatus {
+            name: "cw-vnet0".into(),
+            netns: None,
+            up: true,
+            running: true,
+            mtu: 1500,
+            offload: true,
+        }
+    }
+
+    fn sample() -> (Status, Stats) {
+        let tunnel = TunnelStatus {
+            local: "192.0.2.1:4500".into(),
+            peer: "192.0.2.2:4500".into(),
+            mtu: 1400,
+            mss_clamp: Some(1350),
+            keying: "ike".into(),
+            esp: EspStats {
+                out_seq: 7,
+                in_seq: 5,
+                ..EspStats::default()
+            },
+            ike: Some(IkeStatus {
+                state: "Connected".into(),
+                ..IkeStatus::default()
+            }),
+        };
+        let status = Status {
+            version: "0".into(),
+            pid: 1,
+            uptime_secs: 3,
+            config: "x".into(),
+            vnet: VnetStatus {
+                name: "vnet1".into(),
+                address_space: vec![],
+                gateway_address: "10.1.255.4".into(),
+                gateway_address_v6: None,
+                interface: iface(),
+            },
+            gateways: vec![
+                GatewayStatus {
+                    name: "er-gw".into(),
+                    gateway_type: "ExpressRoute".into(),
+                    sku: "Standard".into(),
+                    bits_per_sec: 1_000_000_000,
+                    packets_per_sec: Some(100_000),
+                    max_connections: 4,
+                    connections: vec![ConnectionStatus {
+                        name: "c\"1\\\n".into(),
+                        connection_type: "ExpressRoute".into(),
+                        state: "NotConnected".into(),
+                        routed: false,
+                        prefixes: vec![],
+                        routing_weight: 0,
+                        interface: Some(iface()),
+                        tunnel: None,
+                    }],
+                },
+                GatewayStatus {
+                    name: "vpn-gw".into(),
+                    gateway_type: "Vpn".into(),
+                    sku: "VpnGw1".into(),
+                    bits_per_sec: 650_000_000,
+                    packets_per_sec: None,
+                    max_connections: 30,
+                    connections: vec![ConnectionStatus {
+                        name: "s2s-1".into(),
+                        connection_type: "IPsec".into(),
+                        state: "Connected".into(),
+                        routed: true,
+                        prefixes: vec![],
+                        routing_weight: 0,
+                        interface: None,
+                        tunnel: Some(tunnel.clone()),
+                    }],
+                },
+            ],
+        };
+        let stats = Stats {
+            uptime_secs: 3,
+            vnet: VnetStats {
+                name: "vnet1".into(),
+                egress: dir(0),
+            },
+            gateways: vec![
+                GatewayStats {
+                    name: "er-gw".into(),
+                    gateway_type: "ExpressRoute".into(),
+                    sku: "Standard".into(),
+                    egress: dir(5),
+                    ingress: dir(4),
+                    connections: vec![ConnectionStats {
+                        name: "c\"1\\\n".into(),
+                        egress: dir(5),
+                        ingress: dir(4),
+                        esp: None,
+                    }],
+                },
+                GatewayStats {
+                    name: "vpn-gw".into(),
+                    gateway_type: "Vpn".into(),
+                    sku: "VpnGw1".into(),
+                    egress: dir(7),
+                    ingress: dir(5),
+                    connections: vec![ConnectionStats {
+                        name: "s2s-1".into(),
+                        egress: dir(7),
+                        ingress: dir(5),
+                        esp: Some(tunnel.esp),
+                    }],
+                },
+            ],
+        };
+        (status, stats)
+    }
+
+    #[test]
+    fn renders_counters_gauges_and_escapes_labels() {
+        let (status, stats) = sample();
+        let text = render(&status, &stats);
+        for line in [
+            "causeway_packets_total{level=\"gateway\",gateway=\"er-gw\",connection=\"\",direction=\"egress\"} 5",
+            "causeway_bytes_total{level=\"gateway\",gateway=\"er-gw\",connection=\"\",direction=\"ingress\"} 336",
+            "causeway_packets_total{level=\"vnet\",gateway=\"\",connection=\"\",direction=\"egress\"} 0",
+            "causeway_drops_total{level=\"vnet\",gateway=\"\",connection=\"\",direction=\"egress\",reason=\"no_route\"} 2",
+            "causeway_drops_total{level=\"connection\",gateway=\"vpn-gw\",connection=\"s2s-1\",direction=\"ingress\",reason=\"shaped_bps\"} 0",
+            "causeway_packets_total{level=\"connection\",gateway=\"er-gw\",connection=\"c\\\"1\\\\\\n\",direction=\"egress\"} 5",
+            "causeway_gateway_bits_per_second_limit{gateway=\"vpn-gw\"} 650000000",
+            "causeway_gateway_packets_per_second_limit{gateway=\"er-gw\"} 100000",
+            "causeway_connection_up{gateway=\"er-gw\",connection=\"c\\\"1\\\\\\n\"} 0",
+            "causeway_connection_up{gateway=\"vpn-gw\",connection=\"s2s-1\"} 1",
+            "causeway_tunnel_esp_out_seq{gateway=\"vpn-gw\",connection=\"s2s-1\"} 7",
+            "causeway_tunnel_esp_in_seq{gateway=\"vpn-gw\",connection=\"s2s-1\"} 5",
+            "causeway_tunnel_ike_state{gateway=\"vpn-gw\",connection=\"s2s-1\",state=\"Connected\"} 1",
+            "causeway_tunnel_ike_state{gateway=\"vpn-gw\",connection=\"s2s-1\",state=\"Connecting\"} 0",
+            "causeway_uptime_seconds 3",
+            "# TYPE causeway_drops_total counter",
+            "# TYPE causeway_uptime_seconds gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+        }
+        // No packets/s limit for a SKU without one.
+        assert!(!text.contains("causeway_gateway_packets_per_second_limit{gateway=\"vpn-gw\"}"));
+        // Each family's samples follow its own HELP and TYPE lines, once.
+        let mut seen = Vec::new();
+        let mut current = "";
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap();
+                assert!(!seen.contains(&name.to_string()), "{name} twice");
+                seen.push(name.to_string());
+                current = name;
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert_eq!(name, current, "{line}");
+            }
+        }
+    }
+
+    struct Fixed;
+
+    impl Source for Fixed {
+        fn snapshot(&self) -> (Status, Stats) {
+            sample()
+        }
+    }
+
+    fn get(addr: SocketAddr, request: &str) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn serves_get_metrics_and_refuses_the_rest() {
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::new(Fixed)).unwrap();
+        let addr = server.local_addr();
+        let r = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        assert!(
+            r.contains(&format!("Content-Type: {CONTENT_TYPE}\r\n")),
+            "{r}"
+        );
+        assert!(r.contains("Connection: close\r\n"), "{r}");
+        let (head, body) = r.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("Content-Length: {}\r\n", body.len())),
+            "{r}"
+        );
+        assert!(body.contains("causeway_uptime_seconds 3\n"), "{body}");
+        let r = get(addr, "HEAD /metrics HTTP/1.0\r\n\r\n");
+        assert!(
+            r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\n"),
+            "{r}"
+        );
+        assert!(get(addr, "GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+        let r = get(addr, "POST /metrics HTTP/1.1\r\n\r\n");
+        assert!(
+            r.starts_with("HTTP/1.1 405 ") && r.contains("Allow: GET, HEAD\r\n"),
+            "{r}"
+        );
+        assert!(get(addr, "nonsense\r\n\r\n").starts_with("HTTP/1.1 400 "));
+        let big = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(10_000));
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(big.as_bytes());
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 431 "), "{out}");
+        drop(server);
+        assert!(TcpStream::connect(addr).is_err());
+    }
+}

@@ -29,7 +29,28 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         scale_units: Option<u32>,
     },
+    /// Capture `count` packets of a connection into a pcap file (LINKTYPE_RAW) that the daemon
+    /// writes at `file` (an absolute path). Answered when the count is reached or `timeout_secs`
+    /// (default [`CAPTURE_DEFAULT_TIMEOUT_SECS`], at most [`CAPTURE_MAX_TIMEOUT_SECS`]) pass, with
+    /// the number of packets written in `captured`.
+    Capture {
+        connection: String,
+        /// `ingress` or `egress`; both when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        direction: Option<String>,
+        count: u32,
+        file: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_secs: Option<u32>,
+    },
 }
+
+/// `capture`: how long the daemon waits for the count when the request names no timeout.
+pub const CAPTURE_DEFAULT_TIMEOUT_SECS: u32 = 30;
+/// `capture`: the longest timeout accepted.
+pub const CAPTURE_MAX_TIMEOUT_SECS: u32 = 600;
+/// `capture`: the largest count accepted.
+pub const CAPTURE_MAX_COUNT: u32 = 1_000_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Response {
@@ -40,6 +61,9 @@ pub struct Response {
     pub status: Option<Status>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<Stats>,
+    /// `capture`: the number of packets written to the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<u64>,
 }
 
 impl Response {
@@ -49,6 +73,7 @@ impl Response {
             error: Some(msg.into()),
             status: None,
             stats: None,
+            captured: None,
         }
     }
 }
@@ -265,6 +290,20 @@ mod tests {
             }
         );
         assert!(serde_json::from_str::<Request>(r#"{"request":"reboot"}"#).is_err());
+        let r: Request = serde_json::from_str(
+            r#"{"request":"capture","connection":"circuit-1","count":4,"file":"/tmp/x.pcap"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            Request::Capture {
+                connection: "circuit-1".into(),
+                direction: None,
+                count: 4,
+                file: "/tmp/x.pcap".into(),
+                timeout_secs: None
+            }
+        );
     }
 
     #[test]

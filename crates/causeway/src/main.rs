@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use causeway_api::{DirStats, Request, Response, Stats, Status, DEFAULT_SOCKET};
+use causeway_api::{
+    DirStats, Request, Response, Stats, Status, CAPTURE_DEFAULT_TIMEOUT_SECS, DEFAULT_SOCKET,
+};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// The DESCRIPTION section of `causeway --help` (`-h` prints only the first line).
@@ -16,7 +18,8 @@ DESCRIPTION:
   causeway talks to a running causewayd over the daemon's control socket, one request per
   command, and prints the answer as aligned tables (-o table, the default) or as the daemon's
   JSON object (-o json). `status` and `stats` only read the daemon's state and counters; other
-  commands (see `causeway help`) may change it. It waits at most 10 seconds for an answer.
+  commands (see `causeway help`) may change it. It waits at most 10 seconds for an answer
+  (`capture`: its timeout and 10 seconds more).
   `completions` prints a shell completion script and needs no daemon.";
 
 /// The FILES, ENVIRONMENT, SIGNALS, EXIT STATUS and EXAMPLES sections of `causeway --help`.
@@ -93,6 +96,26 @@ enum Command {
     /// Change a gateway in place.
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// Capture packets of a connection, as the pipeline forwards them (inner packets for a
+    /// tunnel), into a pcap file (raw IP) that the daemon writes; returns when COUNT packets are
+    /// written or the timeout passes.
+    Capture {
+        /// The connection's name in the config.
+        #[arg(long, value_name = "NAME")]
+        connection: String,
+        /// Only this direction (default: both).
+        #[arg(long, value_enum)]
+        direction: Option<CaptureDirection>,
+        /// Packets to capture (1..1000000).
+        #[arg(long, value_name = "N")]
+        count: u32,
+        /// The pcap file (relative paths are taken from the current directory).
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// Seconds to wait for COUNT packets (default 30, at most 600).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u32>,
+    },
     /// Print a shell completion script (bash, zsh or fish) on stdout.
     #[command(long_about = COMPLETIONS_LONG_ABOUT)]
     Completions {
@@ -117,6 +140,13 @@ enum GatewayCommand {
         #[arg(long)]
         scale_units: Option<u32>,
     },
+}
+
+/// `causeway capture --direction`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum CaptureDirection {
+    Ingress,
+    Egress,
 }
 
 /// The shells `causeway completions` writes a script for.
@@ -152,8 +182,15 @@ fn main() -> ExitCode {
 }
 
 fn request(args: &Args, req: Request) -> Result<Response> {
+    // A capture is answered when it ends: wait for its timeout, and a margin.
+    let wait = match &req {
+        Request::Capture { timeout_secs, .. } => {
+            u64::from(timeout_secs.unwrap_or(CAPTURE_DEFAULT_TIMEOUT_SECS)) + 10
+        }
+        _ => 10,
+    };
     let resp =
-        causeway_api::call(&args.socket, &req, Duration::from_secs(10)).with_context(|| {
+        causeway_api::call(&args.socket, &req, Duration::from_secs(wait)).with_context(|| {
             format!(
                 "cannot reach causewayd at {} (is it running? choose the socket with --socket)",
                 args.socket.display()
@@ -185,6 +222,42 @@ fn run(args: &Args) -> Result<()> {
             match args.output {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&s)?),
                 Format::Table => print!("{}", status_table(&s)),
+            }
+        }
+        Command::Capture {
+            connection,
+            direction,
+            count,
+            file,
+            timeout,
+        } => {
+            // The daemon writes the file: give it an absolute path.
+            let file = std::path::absolute(file)
+                .with_context(|| format!("making {} absolute", file.display()))?;
+            let file = file
+                .to_str()
+                .context("the capture file's path is not UTF-8")?
+                .to_string();
+            let r = request(
+                args,
+                Request::Capture {
+                    connection: connection.clone(),
+                    direction: direction.map(|d| {
+                        match d {
+                            CaptureDirection::Ingress => "ingress",
+                            CaptureDirection::Egress => "egress",
+                        }
+                        .to_string()
+                    }),
+                    count: *count,
+                    file: file.clone(),
+                    timeout_secs: *timeout,
+                },
+            )?;
+            let n = r.captured.context("the daemon sent no packet count")?;
+            match args.output {
+                Format::Json => println!("{}", serde_json::json!({ "captured": n, "file": file })),
+                Format::Table => println!("captured {n} packets to {file}"),
             }
         }
         Command::Completions { shell } => {

@@ -11,13 +11,14 @@ use anyhow::{Context, Result};
 use causeway_api::{
     ConnectionStats, ConnectionStatus, DirStats, EspStats, GatewayStats, GatewayStatus, IkeStatus,
     InterfaceStatus, Request, Response, Stats, Status, TunnelStatus, VnetStats, VnetStatus,
-    PROTOCOL_VERSION,
+    CAPTURE_DEFAULT_TIMEOUT_SECS, CAPTURE_MAX_COUNT, CAPTURE_MAX_TIMEOUT_SECS, PROTOCOL_VERSION,
 };
 use causeway_engine::counters::DirCounters;
 use causeway_engine::shaper::BurstPolicy;
 use causeway_engine::sku::Sku;
 use causeway_sys::link::{self, LinkState};
 
+use crate::capture::CaptureDir;
 use crate::config::{Config, ConnectionConfig, ConnectionKind, InterfaceConfig};
 use crate::control::{ControlServer, Handler};
 use crate::dataplane::{install_routes, readdress, Dataplane, Shared};
@@ -113,6 +114,61 @@ impl State {
         skus[gi] = new;
         tracing::info!(gateway, from = %current, to = %new, "gateway resized in place");
         Ok(())
+    }
+
+    /// `capture`: validates the request, starts the capture and waits for its end (count reached
+    /// or timeout); returns the number of packets written.
+    fn capture(
+        &self,
+        connection: &str,
+        direction: Option<&str>,
+        count: u32,
+        file: &str,
+        timeout_secs: Option<u32>,
+    ) -> Result<u64, String> {
+        let Some(conn) = self.conn_index(connection) else {
+            let known: Vec<&str> = self
+                .shared
+                .connections
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            return Err(format!(
+                "no connection `{connection}` (known: {})",
+                known.join(", ")
+            ));
+        };
+        let dir = match direction {
+            None => None,
+            Some("egress") => Some(CaptureDir::Egress),
+            Some("ingress") => Some(CaptureDir::Ingress),
+            Some(d) => return Err(format!("direction `{d}`: expected `ingress` or `egress`")),
+        };
+        if !(1..=CAPTURE_MAX_COUNT).contains(&count) {
+            return Err(format!("count {count}: expected 1..={CAPTURE_MAX_COUNT}"));
+        }
+        let timeout = timeout_secs.unwrap_or(CAPTURE_DEFAULT_TIMEOUT_SECS);
+        if !(1..=CAPTURE_MAX_TIMEOUT_SECS).contains(&timeout) {
+            return Err(format!(
+                "timeout {timeout} s: expected 1..={CAPTURE_MAX_TIMEOUT_SECS}"
+            ));
+        }
+        let path = std::path::Path::new(file);
+        if !path.is_absolute() {
+            return Err(format!("file `{file}`: the path must be absolute"));
+        }
+        let capture = &self.shared.capture;
+        let pending = capture.start(conn, dir, count, path)?;
+        tracing::info!(
+            connection,
+            direction = direction.unwrap_or("both"),
+            count,
+            file,
+            "capture started"
+        );
+        let n = capture.wait(pending, Duration::from_secs(timeout.into()))?;
+        tracing::info!(connection, captured = n, file, "capture ended");
+        Ok(n)
     }
 
     fn conn_index(&self, name: &str) -> Option<usize> {
@@ -290,6 +346,7 @@ impl Handler for State {
             error: None,
             status: None,
             stats: None,
+            captured: None,
         };
         match req {
             Request::Status => r.status = Some(self.status()),
@@ -301,6 +358,22 @@ impl Handler for State {
             } => match self.resize(&gateway, &sku, scale_units) {
                 Ok(()) => r.status = Some(self.status()),
                 Err(e) => r.error = Some(format!("resize refused: {e}")),
+            },
+            Request::Capture {
+                connection,
+                direction,
+                count,
+                file,
+                timeout_secs,
+            } => match self.capture(
+                &connection,
+                direction.as_deref(),
+                count,
+                &file,
+                timeout_secs,
+            ) {
+                Ok(n) => r.captured = Some(n),
+                Err(e) => r.error = Some(format!("capture: {e}")),
             },
         }
         r

@@ -8,10 +8,10 @@
 //! ```
 //! Each worker owns its half of the pipeline (shapers included), so nothing on the packet path
 //! takes a lock (but the outbound SA of a tunnel, shared with the tunnel ingress worker for ICMP
-//! errors and never contended by traffic). Counters are atomics read by the control thread. TUNs
-//! are opened with `IFF_VNET_HDR` and TCP offloads: a read can return a 64 KB super-packet, which
-//! the plain path forwards whole, with its virtio header, to the other TUN, and the tunnel path
-//! splits into segments that it seals one by one.
+//! errors and never contended by traffic; and a running `causeway capture`). Counters are atomics
+//! read by the control thread. TUNs are opened with `IFF_VNET_HDR` and TCP offloads: a read can
+//! return a 64 KB super-packet, which the plain path forwards whole, with its virtio header, to
+//! the other TUN, and the tunnel path splits into segments that it seals one by one.
 
 use std::collections::HashMap;
 use std::io;
@@ -32,6 +32,7 @@ use causeway_sys::poll::Waker;
 use causeway_sys::tun::{Offload, Tun, TunConfig};
 use causeway_sys::udp::{UdpOptions, UdpSocket};
 
+use crate::capture::Capture;
 use crate::config::{Config, ConnectionKind, InterfaceConfig, Keying, ManualSa};
 use crate::ike::{IkePeer, IkeRuntime, IkeViews};
 use crate::seqlease::SeqLease;
@@ -52,6 +53,8 @@ pub struct Shared {
     /// IKE state of the IKE-keyed tunnels: (connection index, view).
     pub ike: Option<IkeViews>,
     pub vnet_offload: bool,
+    /// `causeway capture` sessions, shared with the workers.
+    pub capture: Arc<Capture>,
 }
 
 /// The running data plane. Dropping it stops the workers and closes the TUNs (which removes them).
@@ -334,6 +337,7 @@ impl Dataplane {
         };
         let (mut eg, mut ing) = build(&spec, 0);
         let stop = Arc::new(AtomicBool::new(false));
+        let capture = Arc::new(Capture::default());
         let mut workers = Vec::new();
         let mut wakers = Vec::new();
         let worker = |wakers: &mut Vec<Arc<Waker>>| -> Result<Worker> {
@@ -346,6 +350,7 @@ impl Dataplane {
                 vnet_counters: vnet_counters.clone(),
                 gateways: gateway_counters.clone(),
                 connections: connections.clone(),
+                capture: capture.clone(),
             })
         };
         if !connections.is_empty() {
@@ -447,6 +452,7 @@ impl Dataplane {
                 ike: ike.as_ref().map(|r| r.views.clone()),
                 live,
                 vnet_offload: vnet_tun.vnet_hdr(),
+                capture,
             }),
             stop,
             wakers,

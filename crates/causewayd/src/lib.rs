@@ -1,6 +1,7 @@
 //! The Causeway daemon as a library: configuration, data plane wiring, control socket,
 //! metrics endpoint.
 
+pub mod capture;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -22,6 +22,7 @@ use causeway_wire::gso::segment_tcp;
 use causeway_wire::ip::{fragment_v4, IpSummary};
 use causeway_wire::virtio::VirtioHdr;
 
+use crate::capture::{Capture, CaptureDir};
 use crate::ike::IkeDatagram;
 use crate::tunnel::{open_drop, Inbound, InboundCmd, TunnelTx, TxFail};
 
@@ -48,6 +49,8 @@ pub(crate) struct Worker {
     pub vnet_counters: Arc<PathCounters>,
     pub gateways: Vec<Arc<PathCounters>>,
     pub connections: Vec<Connection>,
+    /// `causeway capture`: checked (one relaxed load) for every forwarded packet.
+    pub capture: Arc<Capture>,
 }
 
 /// Which half of the gateway a worker runs.
@@ -55,6 +58,15 @@ pub(crate) struct Worker {
 pub(crate) enum Dir {
     Egress,
     Ingress,
+}
+
+impl Dir {
+    fn capture(self) -> CaptureDir {
+        match self {
+            Dir::Egress => CaptureDir::Egress,
+            Dir::Ingress => CaptureDir::Ingress,
+        }
+    }
 }
 
 /// One packet held by the shaper.
@@ -308,6 +320,10 @@ impl Worker {
                         Verdict::Drop(_) => continue,
                     };
                     let conn = if dir == Dir::Ingress { in_conn } else { conn };
+                    if self.capture.active() {
+                        let pkt = &b.pkt[VNET_HDR_LEN..VNET_HDR_LEN + len];
+                        self.capture.record(conn, dir.capture(), pkt);
+                    }
                     if held.is_empty() && at <= now {
                         let bytes = &b.pkt[..VNET_HDR_LEN + len];
                         self.send(output(conn), bytes, frag, &mut b.tx, conn, dir);
@@ -622,6 +638,10 @@ impl Worker {
             }
             Verdict::Drop(_) => return,
         };
+        if self.capture.active() {
+            self.capture
+                .record(conn, CaptureDir::Ingress, &data[start..start + len]);
+        }
         let bytes = &data[start - VNET_HDR_LEN..start + len];
         if held.is_empty() && at <= now {
             self.send(vnet_out, bytes, frag, &mut b.tx, conn, Dir::Ingress);

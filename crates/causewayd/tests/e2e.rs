@@ -2387,3 +2387,73 @@ fn metrics_endpoint_serves_the_counters_of_stats() {
     let (head, _) = http_get(port, "/other");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 }
+
+#[test]
+fn capture_writes_egress_packets_of_a_circuit_to_a_pcap_file() {
+    let lab = Lab::new(LabSpec::default());
+    let file = lab.dir.join("egress.pcap");
+    let cli = |args: &[&str]| {
+        run(Command::new(cli_bin())
+            .arg("--socket")
+            .arg(&lab.socket)
+            .args(args))
+    };
+    let file_arg = file.to_str().unwrap().to_string();
+    let capture = std::thread::scope(|s| {
+        let t = s.spawn(|| {
+            cli(&[
+                "capture",
+                "--connection",
+                "circuit-1",
+                "--direction",
+                "egress",
+                "--count",
+                "4",
+                "--file",
+                &file_arg,
+                "--timeout",
+                "20",
+            ])
+        });
+        // The daemon writes the pcap header when the capture starts.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&file).map_or(0, |m| m.len()) < 24 {
+            assert!(Instant::now() < deadline, "the capture did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let o = ping(&lab, true, &["-c", "4", "-i", "0.2", "10.2.0.10"]);
+        assert!(text(&o).contains("4 received"), "{}", text(&o));
+        t.join().unwrap()
+    });
+    let t = text(&capture);
+    assert!(capture.status.success(), "{t}\n{}", lab.log());
+    assert!(
+        t.contains(&format!("captured 4 packets to {file_arg}")),
+        "{t}"
+    );
+    let o = run(Command::new("tcpdump").arg("-r").arg(&file).arg("-n"));
+    let dump = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", text(&o));
+    let requests = dump
+        .lines()
+        .filter(|l| l.contains("10.1.0.10 > 10.2.0.10: ICMP echo request"))
+        .count();
+    assert_eq!(requests, 4, "{dump}");
+    assert_eq!(dump.lines().count(), 4, "{dump}");
+    // An unknown connection is refused, naming the known ones.
+    let o = cli(&[
+        "capture",
+        "--connection",
+        "nope",
+        "--count",
+        "1",
+        "--file",
+        &file_arg,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("no connection `nope`") && text(&o).contains("circuit-1"),
+        "{}",
+        text(&o)
+    );
+}

@@ -25,7 +25,7 @@ case "${1:-}" in
     *) die "unexpected argument '$1' (usage: deps.sh)" ;;
 esac
 
-packages=(iproute2 iperf3 iputils-ping tcpdump procps jq ca-certificates
+packages=(iproute2 iperf3 iputils-ping tcpdump procps jq ca-certificates curl
     strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins)
 
 installed() {

@@ -1,15 +1,18 @@
-//! Types exchanged on Causeway's control socket (version 1).
+//! Types exchanged on Causeway's control socket (protocol version 2).
 //!
-//! Protocol: the client connects to the Unix socket, writes one [`Request`] as a JSON line, and
-//! reads one [`Response`] as a JSON line; then the connection closes. Every field is named in
-//! `docs/CLI.md`.
+//! Protocol: HTTP/1.1 with JSON bodies over the Unix socket, one request per connection
+//! (`GET /v1/status`, `POST /v1/gateways/{name}/resize`...; see `docs/CLI.md`, "The control
+//! socket protocol"). [`Request`] and [`Response`] are the in-process view of it: [`call`] maps a
+//! request to its HTTP request and the HTTP response back. Protocol 1 (JSON lines) is gone.
+
+pub mod http;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 /// Version of this protocol; bumped on incompatible changes.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Default control socket path.
 pub const DEFAULT_SOCKET: &str = "/run/causeway/control.sock";
@@ -247,22 +250,163 @@ impl DirStats {
     }
 }
 
-/// Client side: sends one request to the daemon's socket and returns its response.
+/// The body of `POST /v1/gateways/{name}/resize`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResizeBody {
+    pub sku: String,
+    #[serde(default)]
+    pub scale_units: Option<u32>,
+}
+
+/// The body of `POST /v1/capture` (the fields of [`Request::Capture`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureBody {
+    pub connection: String,
+    #[serde(default)]
+    pub direction: Option<String>,
+    pub count: u32,
+    pub file: String,
+    #[serde(default)]
+    pub timeout_secs: Option<u32>,
+}
+
+/// The answer of `POST /v1/capture`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Captured {
+    pub captured: u64,
+}
+
+/// The body of every error response (4xx, 5xx).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// The largest response body [`call`] reads.
+const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
+
+/// The HTTP request of `req`: method, path and JSON body (empty for GET).
+pub fn http_request(req: &Request) -> (&'static str, String, Vec<u8>) {
+    match req {
+        Request::Status => ("GET", "/v1/status".into(), Vec::new()),
+        Request::Stats => ("GET", "/v1/stats".into(), Vec::new()),
+        Request::Resize {
+            gateway,
+            sku,
+            scale_units,
+        } => (
+            "POST",
+            format!("/v1/gateways/{}/resize", http::encode_segment(gateway)),
+            json(&ResizeBody {
+                sku: sku.clone(),
+                scale_units: *scale_units,
+            }),
+        ),
+        Request::Capture {
+            connection,
+            direction,
+            count,
+            file,
+            timeout_secs,
+        } => (
+            "POST",
+            "/v1/capture".into(),
+            json(&CaptureBody {
+                connection: connection.clone(),
+                direction: direction.clone(),
+                count: *count,
+                file: file.clone(),
+                timeout_secs: *timeout_secs,
+            }),
+        ),
+    }
+}
+
+/// A request body as JSON (serializing these types cannot fail).
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// The [`Response`] to `req` of an HTTP response: error statuses become [`Response::error`].
+pub fn from_http(req: &Request, code: u16, body: &[u8]) -> std::io::Result<Response> {
+    let bad = |e: serde_json::Error| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bad response: {e}"),
+        )
+    };
+    if code != 200 {
+        let msg = match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(e) => e.error,
+            Err(_) => format!(
+                "HTTP {code} {}: {}",
+                http::reason(code),
+                String::from_utf8_lossy(body).trim()
+            ),
+        };
+        return Ok(Response::error(msg));
+    }
+    let mut r = Response {
+        protocol: PROTOCOL_VERSION,
+        error: None,
+        status: None,
+        stats: None,
+        captured: None,
+    };
+    match req {
+        Request::Status | Request::Resize { .. } => {
+            r.status = Some(serde_json::from_slice(body).map_err(bad)?)
+        }
+        Request::Stats => r.stats = Some(serde_json::from_slice(body).map_err(bad)?),
+        Request::Capture { .. } => {
+            r.captured = Some(
+                serde_json::from_slice::<Captured>(body)
+                    .map_err(bad)?
+                    .captured,
+            )
+        }
+    }
+    Ok(r)
+}
+
+/// Client side: sends one request to the daemon's socket (as HTTP/1.1) and returns its
+/// response; an HTTP error status is returned as [`Response::error`].
 pub fn call(
     path: &std::path::Path,
     req: &Request,
     timeout: std::time::Duration,
 ) -> std::io::Result<Response> {
-    use std::io::{BufRead, Write};
-    let stream = std::os::unix::net::UnixStream::connect(path)?;
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    let mut msg = serde_json::to_vec(req).map_err(std::io::Error::other)?;
-    msg.push(b'\n');
-    (&stream).write_all(&msg)?;
-    let mut line = String::new();
-    std::io::BufReader::new(&stream).read_line(&mut line)?;
-    serde_json::from_str(&line).map_err(std::io::Error::other)
+    let (method, target, body) = http_request(req);
+    let mut msg = format!(
+        "{method} {target} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    msg.extend_from_slice(&body);
+    stream.write_all(&msg)?;
+    let invalid = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let raw = http::read_head(&mut stream, 64 * 1024)?
+        .ok_or_else(|| invalid("response head too large"))?;
+    let head = http::Head::parse(&raw.head);
+    let code = head
+        .status_code()
+        .ok_or_else(|| invalid("not an HTTP/1.x response"))?;
+    let body = match head.content_length().map_err(invalid)? {
+        Some(n) if n > MAX_RESPONSE_BODY => return Err(invalid("response too large")),
+        Some(n) => http::read_body(&mut stream, raw.rest, n)?,
+        None => {
+            let mut body = raw.rest;
+            (&mut stream)
+                .take(MAX_RESPONSE_BODY as u64)
+                .read_to_end(&mut body)?;
+            body
+        }
+    };
+    from_http(req, code, &body)
 }
 
 #[cfg(test)]
@@ -309,6 +453,39 @@ mod tests {
     #[test]
     fn error_response_omits_payloads() {
         let s = serde_json::to_string(&Response::error("nope")).unwrap();
-        assert_eq!(s, r#"{"protocol":1,"error":"nope"}"#);
+        assert_eq!(s, r#"{"protocol":2,"error":"nope"}"#);
+    }
+
+    #[test]
+    fn maps_requests_to_http_and_back() {
+        let (m, p, b) = http_request(&Request::Resize {
+            gateway: "er gw".into(),
+            sku: "HighPerformance".into(),
+            scale_units: None,
+        });
+        assert_eq!((m, p.as_str()), ("POST", "/v1/gateways/er%20gw/resize"));
+        assert_eq!(b, br#"{"sku":"HighPerformance","scale_units":null}"#);
+        assert_eq!(
+            http_request(&Request::Status),
+            ("GET", "/v1/status".to_string(), Vec::new())
+        );
+        let r = from_http(&Request::Stats, 409, br#"{"error":"resize refused: x"}"#).unwrap();
+        assert_eq!(r.error.as_deref(), Some("resize refused: x"));
+        let r = from_http(&Request::Stats, 502, b"oops").unwrap();
+        assert_eq!(r.error.as_deref(), Some("HTTP 502 Unknown: oops"));
+        let capture = Request::Capture {
+            connection: "c".into(),
+            direction: None,
+            count: 1,
+            file: "/f".into(),
+            timeout_secs: None,
+        };
+        assert_eq!(
+            from_http(&capture, 200, br#"{"captured":3}"#)
+                .unwrap()
+                .captured,
+            Some(3)
+        );
+        assert!(from_http(&Request::Status, 200, b"{").is_err());
     }
 }

@@ -27,6 +27,8 @@
 //!
 //! [control]                                  # optional
 //! socket = "/run/causeway/control.sock"      # default; must be absolute
+//! # listen = "127.0.0.1:9475"                # optional TCP listener for the control API...
+//! # token_file = "/etc/causeway/token"       # ...with its bearer token (both or neither)
 //!
 //! [metrics]                                  # optional; absent: no metrics server
 //! listen = "127.0.0.1:9474"                  # ADDRESS:PORT of the Prometheus HTTP endpoint
@@ -150,8 +152,10 @@
 //!   name that is a plain file name under `/run/netns`; `mtu` 576..=65535, and >= 1280 when the
 //!   interface has an IPv6 address; the VNet interface does not take the gateway's own address
 //!   ([`VnetConfig::gateway_address_v4`], [`VnetConfig::gateway_address_v6`]).
-//! - `vnet.name` is not empty; `control.socket` is an absolute path; `metrics.listen`, when
-//!   present, is a socket address (`ADDRESS:PORT`, port not 0).
+//! - `vnet.name` is not empty; `control.socket` is an absolute path; `metrics.listen` and
+//!   `control.listen`, when present, are socket addresses (`ADDRESS:PORT`, port not 0);
+//!   `control.listen` and `control.token_file` come together, and the token file is checked as
+//!   a `shared_key_file` is (absolute, regular, private to its owner, at most 4096 bytes).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -255,6 +259,9 @@ pub struct ControlConfig {
     /// The absolute path of the directory for state that survives a restart (sequence-number
     /// leases of manual SAs). Default [`DEFAULT_STATE_DIR`].
     pub state_dir: PathBuf,
+    /// The TCP address to serve the control API on too (`listen`), and the bearer token its
+    /// requests must carry (read from `token_file`); both or neither.
+    pub tcp: Option<(SocketAddr, SharedKey)>,
 }
 
 /// The Prometheus metrics endpoint (`[metrics]`).
@@ -686,12 +693,23 @@ impl SharedKey {
     }
 }
 
+impl SharedKey {
+    /// Whether `candidate` is this key: constant time in the key bytes (the lengths may differ
+    /// in time). Also checks the control API's bearer token.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        let a = self.as_bytes();
+        let diff = a
+            .iter()
+            .zip(candidate)
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+        a.len() == candidate.len() && diff == 0
+    }
+}
+
 impl PartialEq for SharedKey {
     /// Constant time in the key bytes.
     fn eq(&self, other: &SharedKey) -> bool {
-        let (a, b) = (self.as_bytes(), other.as_bytes());
-        let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-        a.len() == b.len() && diff == 0
+        self.matches(other.as_bytes())
     }
 }
 
@@ -714,6 +732,29 @@ impl fmt::Display for SharedKey {
 /// trailing newline (`\n` or `\r\n`) is stripped and the rest is read as [`SharedKey::parse`]
 /// reads `shared_key`. Errors name the path, never the contents.
 fn read_shared_key_file(path: &Path) -> Result<SharedKey, String> {
+    let key = read_private_file(path, "pre-shared key")?;
+    SharedKey::parse(&key).map_err(|e| format!("the key in `{}`: {e}", path.display()))
+}
+
+/// Reads `[control] token_file`, checked as `shared_key_file` is; the token is the file's
+/// contents without surrounding whitespace: printable ASCII, no spaces (an HTTP header value).
+fn read_token_file(path: &Path) -> Result<SharedKey, String> {
+    let raw = read_private_file(path, "control token")?;
+    let token = raw.trim_ascii();
+    if token.is_empty() || !token.iter().all(u8::is_ascii_graphic) {
+        return Err(format!(
+            "the token in `{}` must be printable ASCII without spaces",
+            path.display()
+        ));
+    }
+    Ok(SharedKey(SecretBytes::from_slice(token)))
+}
+
+/// Reads a secret file (`what`: "pre-shared key", "control token"): an absolute path to a
+/// regular file, private to its owner (no permission bits for group or others), of at most
+/// [`MAX_SHARED_KEY_FILE_LEN`] bytes, not empty; one trailing newline (`\n` or `\r\n`) is
+/// stripped. Errors name the path, never the contents.
+fn read_private_file(path: &Path, what: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
     use std::io::Read;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
@@ -736,7 +777,7 @@ fn read_shared_key_file(path: &Path) -> Result<SharedKey, String> {
     let mode = meta.mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(format!(
-            "`{shown}` is accessible by group or others (mode {mode:04o}): a pre-shared key must be private to its owner (chmod 600 {shown})"
+            "`{shown}` is accessible by group or others (mode {mode:04o}): a {what} must be private to its owner (chmod 600 {shown})"
         ));
     }
     let mut contents = zeroize::Zeroizing::new(Vec::with_capacity(MAX_SHARED_KEY_FILE_LEN + 1));
@@ -746,19 +787,21 @@ fn read_shared_key_file(path: &Path) -> Result<SharedKey, String> {
         .map_err(|e| format!("cannot read `{shown}`: {e}"))?;
     if contents.len() > MAX_SHARED_KEY_FILE_LEN {
         return Err(format!(
-            "`{shown}` is larger than {MAX_SHARED_KEY_FILE_LEN} bytes: not a pre-shared key file"
+            "`{shown}` is larger than {MAX_SHARED_KEY_FILE_LEN} bytes: not a {what} file"
         ));
     }
-    let mut key: &[u8] = &contents;
-    if let Some(k) = key.strip_suffix(b"\n") {
-        key = k.strip_suffix(b"\r").unwrap_or(k);
+    let mut len = contents.len();
+    if contents.ends_with(b"\n") {
+        len -= 1;
+        if contents[..len].ends_with(b"\r") {
+            len -= 1;
+        }
     }
-    if key.is_empty() {
-        return Err(format!(
-            "`{shown}` is empty: it must hold the pre-shared key"
-        ));
+    if len == 0 {
+        return Err(format!("`{shown}` is empty: it must hold the {what}"));
     }
-    SharedKey::parse(key).map_err(|e| format!("the key in `{shown}`: {e}"))
+    contents.truncate(len);
+    Ok(contents)
 }
 
 /// The default tunnel MTU of an IPsec connection (DOMAIN.md).
@@ -1359,7 +1402,7 @@ const INTERFACE_KEYS: &[&str] = &[
     "txqueuelen",
     "install_routes",
 ];
-const CONTROL_KEYS: &[&str] = &["socket", "state_dir"];
+const CONTROL_KEYS: &[&str] = &["socket", "state_dir", "listen", "token_file"];
 const METRICS_KEYS: &[&str] = &["listen"];
 const GATEWAY_KEYS: &[&str] = &["name", "type", "sku", "scale_units"];
 const ER_CONNECTION_KEYS: &[&str] = &[
@@ -1819,6 +1862,7 @@ fn read_control(cx: &mut Cx<'_>, root: &Table<'_>) -> Option<ControlConfig> {
     let mut control = ControlConfig {
         socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
         state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+        tcp: None,
     };
     let Some(node) = root.get("control") else {
         return Some(control);
@@ -1846,21 +1890,50 @@ fn read_control(cx: &mut Cx<'_>, root: &Table<'_>) -> Option<ControlConfig> {
             ok = false;
         }
     }
+    let listen = read_listen(cx, &t);
+    let token = t.get("token_file").map(|node| {
+        let field = t.field("token_file");
+        cx.string(node, &field)
+            .and_then(|path| match read_token_file(Path::new(path)) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    cx.error(Some(node), field, e);
+                    None
+                }
+            })
+    });
+    match (listen, token) {
+        (Some(Some(addr)), Some(Some(token))) => control.tcp = Some((addr, token)),
+        (None, None) => {}
+        (Some(Some(_)), None) => {
+            cx.error(
+                t.get("listen"),
+                t.field("listen"),
+                "a TCP control listener needs `token_file` (the bearer token its clients send)",
+            );
+            ok = false;
+        }
+        (None, Some(Some(_))) => {
+            cx.error(
+                t.get("token_file"),
+                t.field("token_file"),
+                "`token_file` is for the TCP control listener: give `listen` too, or remove it",
+            );
+            ok = false;
+        }
+        // Reported already.
+        _ => ok = false,
+    }
     ok.then_some(control)
 }
 
-fn read_metrics(cx: &mut Cx<'_>, root: &Table<'_>) -> Option<MetricsConfig> {
-    let mut metrics = MetricsConfig::default();
-    let Some(node) = root.get("metrics") else {
-        return Some(metrics);
+/// The `listen` key of `t`: None when absent, Some(None) when invalid (reported).
+fn read_listen(cx: &mut Cx<'_>, t: &Table<'_>) -> Option<Option<SocketAddr>> {
+    let node = t.get("listen")?;
+    let Some(s) = cx.string(node, &t.field("listen")) else {
+        return Some(None);
     };
-    let t = root.table(cx, node, "metrics")?;
-    t.check_keys(cx, METRICS_KEYS);
-    let Some(node) = t.get("listen") else {
-        return Some(metrics);
-    };
-    let s = cx.string(node, &t.field("listen"))?;
-    match s.trim().parse::<SocketAddr>() {
+    Some(match s.trim().parse::<SocketAddr>() {
         Ok(addr) if addr.port() == 0 => {
             cx.error(
                 Some(node),
@@ -1869,10 +1942,7 @@ fn read_metrics(cx: &mut Cx<'_>, root: &Table<'_>) -> Option<MetricsConfig> {
             );
             None
         }
-        Ok(addr) => {
-            metrics.listen = Some(addr);
-            Some(metrics)
-        }
+        Ok(addr) => Some(addr),
         Err(_) => {
             cx.error(
                 Some(node),
@@ -1882,6 +1952,23 @@ fn read_metrics(cx: &mut Cx<'_>, root: &Table<'_>) -> Option<MetricsConfig> {
                 ),
             );
             None
+        }
+    })
+}
+
+fn read_metrics(cx: &mut Cx<'_>, root: &Table<'_>) -> Option<MetricsConfig> {
+    let mut metrics = MetricsConfig::default();
+    let Some(node) = root.get("metrics") else {
+        return Some(metrics);
+    };
+    let t = root.table(cx, node, "metrics")?;
+    t.check_keys(cx, METRICS_KEYS);
+    match read_listen(cx, &t) {
+        None => Some(metrics),
+        Some(None) => None,
+        Some(Some(addr)) => {
+            metrics.listen = Some(addr);
+            Some(metrics)
         }
     }
 }
@@ -4573,6 +4660,56 @@ prefixes = [{prefixes}]
             &edit("socket = \"/run/causeway/control.sock\"", "socket = 1"),
             "control.socket",
             "expected a string",
+        );
+    }
+
+    #[test]
+    fn control_listen_comes_with_a_private_token_file() {
+        assert_eq!(ok(VALID).control.tcp, None);
+        let dir = scratch_dir("token");
+        let good = key_file(&dir, "token", b"  s3cret-token\n", 0o600);
+        let open = key_file(&dir, "open-token", b"s3cret-token\n", 0o640);
+        let spaced = key_file(&dir, "spaced-token", b"s3cret token\n", 0o600);
+        let with = |keys: &str| {
+            edit(
+                "socket = \"/run/causeway/control.sock\"\n",
+                &format!("socket = \"/run/causeway/control.sock\"\n{keys}\n"),
+            )
+        };
+        let both = |listen: &str, token: &Path| {
+            with(&format!(
+                "listen = \"{listen}\"\ntoken_file = \"{}\"",
+                token.display()
+            ))
+        };
+        let (addr, token) = ok(&both("127.0.0.1:9475", &good)).control.tcp.unwrap();
+        assert_eq!(addr, "127.0.0.1:9475".parse().unwrap());
+        assert!(token.matches(b"s3cret-token"));
+        assert!(!token.matches(b"s3cret-tokeN"));
+        expect(
+            &both("127.0.0.1:9475", &open),
+            "control.token_file",
+            "is accessible by group or others (mode 0640): a control token must be private to its owner",
+        );
+        expect(
+            &both("127.0.0.1:9475", &spaced),
+            "control.token_file",
+            "must be printable ASCII without spaces",
+        );
+        expect(
+            &both("127.0.0.1", &good),
+            "control.listen",
+            "`127.0.0.1` is not a socket address",
+        );
+        expect(
+            &with("listen = \"127.0.0.1:9475\""),
+            "control.listen",
+            "needs `token_file`",
+        );
+        expect(
+            &with(&format!("token_file = \"{}\"", good.display())),
+            "control.token_file",
+            "give `listen` too",
         );
     }
 

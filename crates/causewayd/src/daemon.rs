@@ -444,7 +444,11 @@ pub fn run(config: Config) -> Result<()> {
         started,
         skus: std::sync::Mutex::new(config.gateways.iter().map(|g| g.sku).collect()),
     });
-    let server = ControlServer::start(&config.control.socket, state.clone())?;
+    let server = ControlServer::start(
+        &config.control.socket,
+        config.control.tcp.clone(),
+        state.clone(),
+    )?;
     let metrics = match config.metrics.listen {
         Some(addr) => Some(MetricsServer::start(addr, state.clone())?),
         None => None,
@@ -460,6 +464,7 @@ pub fn run(config: Config) -> Result<()> {
         config = %config.path.display(),
         socket = %config.control.socket.display(),
         metrics = %metrics.as_ref().map_or("off".to_string(), |m| m.local_addr().to_string()),
+        control_listen = %server.tcp_addr().map_or("off".to_string(), |a| a.to_string()),
         gateways = config.gateways.len(),
         connections = config.connections.len(),
         "causewayd running"

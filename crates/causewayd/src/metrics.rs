@@ -6,13 +6,14 @@
 //! never disagree on what a counter means (docs/CLI.md, "Metrics").
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use causeway_api::http;
 use causeway_api::{DirStats, Stats, Status};
 
 /// Largest request head (request line and headers) accepted.
@@ -99,38 +100,16 @@ fn serve(listener: TcpListener, source: Arc<dyn Source>, stop: Arc<AtomicBool>) 
     }
 }
 
-/// Reads the request head: up to the blank line, at most [`MAX_REQUEST_HEAD`] bytes. None when
-/// the client sent more than that without ending its head.
-fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    loop {
-        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
-            return Ok(Some(head));
-        }
-        if head.len() >= MAX_REQUEST_HEAD {
-            return Ok(None);
-        }
-        let want = buf.len().min(MAX_REQUEST_HEAD - head.len());
-        let n = stream.read(&mut buf[..want])?;
-        if n == 0 {
-            // The client closed (or half-closed) before the blank line: answer what we have.
-            return Ok(Some(head));
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-}
-
 /// What to answer: status line, extra headers, body, and whether to send the body (not for
 /// HEAD).
 struct Reply {
-    status: &'static str,
+    status: u16,
     headers: &'static str,
     content_type: &'static str,
     body: String,
 }
 
-fn plain(status: &'static str, headers: &'static str, body: &str) -> Reply {
+fn plain(status: u16, headers: &'static str, body: &str) -> Reply {
     Reply {
         status,
         headers,
@@ -141,40 +120,22 @@ fn plain(status: &'static str, headers: &'static str, body: &str) -> Reply {
 
 fn route(head: Option<&[u8]>, source: &dyn Source) -> (Reply, bool) {
     let Some(head) = head else {
-        return (
-            plain(
-                "431 Request Header Fields Too Large",
-                "",
-                "request head too large",
-            ),
-            true,
-        );
+        return (plain(431, "", "request head too large"), true);
     };
-    let text = String::from_utf8_lossy(head);
-    let line = text.lines().next().unwrap_or("");
-    let mut parts = line.split_whitespace();
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return (plain("400 Bad Request", "", "bad request line"), true);
+    let head = http::Head::parse(head);
+    let (method, path) = match head.request_line() {
+        Ok(mp) => mp,
+        Err(e) => return (plain(400, "", e), true),
     };
-    if !version.starts_with("HTTP/1.") {
-        return (plain("400 Bad Request", "", "HTTP/1.x only"), true);
-    }
-    let path = target.split(['?', '#']).next().unwrap_or("");
     if path != "/metrics" {
-        return (plain("404 Not Found", "", "not found: try /metrics"), true);
+        return (plain(404, "", "not found: try /metrics"), true);
     }
     let with_body = match method {
         "GET" => true,
         "HEAD" => false,
         _ => {
             return (
-                plain(
-                    "405 Method Not Allowed",
-                    "Allow: GET, HEAD\r\n",
-                    "method not allowed",
-                ),
+                plain(405, "Allow: GET, HEAD\r\n", "method not allowed"),
                 true,
             )
         }
@@ -182,7 +143,7 @@ fn route(head: Option<&[u8]>, source: &dyn Source) -> (Reply, bool) {
     let (status, stats) = source.snapshot();
     (
         Reply {
-            status: "200 OK",
+            status: 200,
             headers: "",
             content_type: CONTENT_TYPE,
             body: render(&status, &stats),
@@ -195,21 +156,16 @@ fn client(mut stream: TcpStream, source: &dyn Source) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    let head = read_head(&mut stream)?;
-    let (reply, with_body) = route(head.as_deref(), source);
-    let mut out = format!(
-        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
+    let head = http::read_head(&mut stream, MAX_REQUEST_HEAD)?;
+    let (reply, with_body) = route(head.as_ref().map(|h| &h.head[..]), source);
+    http::write_response(
+        &mut stream,
         reply.status,
         reply.content_type,
-        reply.body.len(),
         reply.headers,
-    )
-    .into_bytes();
-    if with_body {
-        out.extend_from_slice(reply.body.as_bytes());
-    }
-    stream.write_all(&out)?;
-    stream.flush()?;
+        reply.body.as_bytes(),
+        with_body,
+    )?;
     let _ = stream.shutdown(std::net::Shutdown::Write);
     // Lingering close: read what the client may still send (briefly, and a bounded amount), so
     // that closing with unread data does not reset the connection before it read the answer.
@@ -457,6 +413,7 @@ mod tests {
         InterfaceStatus, TunnelStatus, VnetStats, VnetStatus,
     };
     use std::collections::BTreeMap;
+    use std::io::Write;
 
     fn dir(packets: u64) -> DirStats {
         let mut drops = BTreeMap::new();

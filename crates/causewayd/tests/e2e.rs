@@ -727,6 +727,56 @@ fn cli_status_and_stats_and_daemon_down() {
 }
 
 #[test]
+fn curl_speaks_the_control_api_over_the_socket() {
+    let lab = Lab::new(LabSpec::default());
+    let curl = |path: &str, extra: &[&str]| {
+        let o = run(Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--unix-socket"])
+            .arg(&lab.socket)
+            .args(extra)
+            .args(["-w", "\n%{http_code} %{content_type}"])
+            .arg(format!("http://localhost{path}")));
+        assert!(o.status.success(), "curl {path}: {}", text(&o));
+        let out = String::from_utf8(o.stdout).unwrap();
+        let (body, tail) = out.rsplit_once('\n').unwrap();
+        let (code, ctype) = tail.split_once(' ').unwrap();
+        assert_eq!(ctype, "application/json", "{path}");
+        let v: serde_json::Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        (code.parse::<u16>().unwrap(), v)
+    };
+    let (code, v) = curl("/v1/status", &[]);
+    assert_eq!(code, 200);
+    let s: causeway_api::Status = serde_json::from_value(v).expect("status JSON parses");
+    assert_eq!(s.gateways[0].name, "er-gw");
+    assert_eq!(s.gateways[0].connections[0].name, "circuit-1");
+    let (code, v) = curl("/v1/connections", &[]);
+    assert_eq!(
+        (code, &v[0]["gateway"], &v[0]["name"]),
+        (200, &"er-gw".into(), &"circuit-1".into())
+    );
+    let (code, v) = curl("/v1/gateways/er-gw", &[]);
+    assert_eq!((code, &v["sku"]), (200, &"Standard".into()));
+    let (code, v) = curl("/v1/stats", &[]);
+    assert_eq!(code, 200);
+    assert!(v["gateways"][0]["egress"]["drops"].is_object(), "{v}");
+    let (code, v) = curl("/v1/nope", &[]);
+    assert_eq!(code, 404);
+    assert!(v["error"].is_string(), "{v}");
+    let (code, v) = curl(
+        "/v1/gateways/er-gw/resize",
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"sku":"UltraPerformance","scale_units":null}"#,
+        ],
+    );
+    assert_eq!(code, 409);
+    assert!(v["error"].as_str().unwrap().contains("recreat"), "{v}");
+}
+
+#[test]
 fn invalid_config_is_refused_whole_with_file_field_and_rule() {
     require_root();
     let dir = std::env::temp_dir().join(format!("{PREFIX}{}-badcfg", std::process::id()));

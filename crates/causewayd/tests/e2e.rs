@@ -503,14 +503,25 @@ fn ping_both_ways_ipv4_and_ipv6_and_the_gateway_address() {
     assert!(st.vnet.interface.up && st.vnet.interface.offload);
 }
 
+/// Pings with `args` from the VNet host (or the on-premises host) and expects an ICMP error
+/// `what` from the gateway address `from`.
+fn expect_icmp(lab: &Lab, from_vnet: bool, args: &[&str], from: &str, what: &str) {
+    let t = text(&ping(lab, from_vnet, args));
+    assert!(
+        t.contains(&format!("From {from}")) && t.contains(what),
+        "{t}"
+    );
+}
+
 #[test]
 fn icmp_time_exceeded_and_unreachable_reach_the_sender() {
     let lab = Lab::new(LabSpec::default());
-    let o = ping(&lab, true, &["-c", "1", "-t", "1", "10.2.0.10"]);
-    let t = text(&o);
-    assert!(
-        t.contains("From 10.1.255.4") && t.contains("Time to live exceeded"),
-        "{t}"
+    expect_icmp(
+        &lab,
+        true,
+        &["-c", "1", "-t", "1", "10.2.0.10"],
+        "10.1.255.4",
+        "Time to live exceeded",
     );
     // The VNet host routes only the VNet and the advertised prefixes to the gateway; send to an
     // unadvertised prefix through it explicitly.
@@ -523,17 +534,19 @@ fn icmp_time_exceeded_and_unreachable_reach_the_sender() {
         "dev",
         "cw-vnet0",
     ]));
-    let o = ping(&lab, true, &["-c", "1", "10.9.0.1"]);
-    let t = text(&o);
-    assert!(
-        t.contains("From 10.1.255.4") && t.contains("Destination Net Unreachable"),
-        "{t}"
+    expect_icmp(
+        &lab,
+        true,
+        &["-c", "1", "10.9.0.1"],
+        "10.1.255.4",
+        "Destination Net Unreachable",
     );
-    let o = ping(&lab, true, &["-c", "1", "-t", "1", "fd00:2::10"]);
-    let t = text(&o);
-    assert!(
-        t.contains("From fd00:1:0:ffff::4") && t.contains("Time exceeded"),
-        "{t}"
+    expect_icmp(
+        &lab,
+        true,
+        &["-c", "1", "-t", "1", "fd00:2::10"],
+        "fd00:1:0:ffff::4",
+        "Time exceeded",
     );
     run(Command::new("ip").args([
         "-n",
@@ -545,18 +558,20 @@ fn icmp_time_exceeded_and_unreachable_reach_the_sender() {
         "dev",
         "cw-vnet0",
     ]));
-    let o = ping(&lab, true, &["-c", "1", "fd00:9::1"]);
-    let t = text(&o);
-    assert!(
-        t.contains("From fd00:1:0:ffff::4") && t.contains("No route"),
-        "{t}"
+    expect_icmp(
+        &lab,
+        true,
+        &["-c", "1", "fd00:9::1"],
+        "fd00:1:0:ffff::4",
+        "No route",
     );
     // Ingress TTL expiry goes back to the on-premises sender.
-    let o = ping(&lab, false, &["-c", "1", "-t", "1", "10.1.0.10"]);
-    let t = text(&o);
-    assert!(
-        t.contains("From 10.1.255.4") && t.contains("Time to live exceeded"),
-        "{t}"
+    expect_icmp(
+        &lab,
+        false,
+        &["-c", "1", "-t", "1", "10.1.0.10"],
+        "10.1.255.4",
+        "Time to live exceeded",
     );
     let s = lab.stats();
     assert!(s.gateways[0].egress.drops["ttl_expired"] >= 2);

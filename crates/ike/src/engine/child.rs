@@ -266,57 +266,18 @@ impl Endpoint {
         let (esp, their_spi, ts_i, ts_r, keys) = result;
         let new = offer.spi;
         let replaces = old.filter(|o| self.children.contains_key(o));
-        match &offer.collision {
-            Some(c) => {
-                let ours = lower(&offer.nonce, &keys.1);
-                let theirs = lower(&c.ni, &c.nr);
-                // The peer's pair already announced: the peer deleted the old pair, so it won.
-                // The peer's pair gone: the peer deleted it, so it lost.
-                let we_lost = match self.children.get(&c.created) {
-                    None => false,
-                    Some(theirs_sa) if theirs_sa.announced => true,
-                    Some(_) => nonce_less(ours, theirs),
-                };
-                if we_lost {
-                    // Our SA has the lowest nonce: it is redundant and ours to delete.
-                    self.add_child(
-                        sa,
-                        new,
-                        their_spi,
-                        esp,
-                        keys.0.responder_to_initiator,
-                        keys.0.initiator_to_responder,
-                        ts_i,
-                        ts_r,
-                        ChildState::Deleting,
-                        replaces,
-                    );
-                    self.adopt_child(c.created, old);
-                    self.queue_on(sa, Task::DeleteChildren(vec![new]));
-                } else {
-                    // The peer's SA is redundant (the peer deletes it); ours replaces the old
-                    // pair, which we delete.
-                    if let Some(child) = self.children.get_mut(&c.created) {
-                        child.state = ChildState::Redundant;
-                        child.rekey_at = None;
-                    }
-                    self.add_child(
-                        sa,
-                        new,
-                        their_spi,
-                        esp,
-                        keys.0.responder_to_initiator,
-                        keys.0.initiator_to_responder,
-                        ts_i,
-                        ts_r,
-                        ChildState::Installed,
-                        replaces,
-                    );
-                    self.announce(new);
-                    self.retire_old(sa, replaces);
-                }
-            }
-            None => {
+        if let Some(c) = &offer.collision {
+            let ours = lower(&offer.nonce, &keys.1);
+            let theirs = lower(&c.ni, &c.nr);
+            // The peer's pair already announced: the peer deleted the old pair, so it won.
+            // The peer's pair gone: the peer deleted it, so it lost.
+            let we_lost = match self.children.get(&c.created) {
+                None => false,
+                Some(theirs_sa) if theirs_sa.announced => true,
+                Some(_) => nonce_less(ours, theirs),
+            };
+            if we_lost {
+                // Our SA has the lowest nonce: it is redundant and ours to delete.
                 self.add_child(
                     sa,
                     new,
@@ -326,13 +287,34 @@ impl Endpoint {
                     keys.0.initiator_to_responder,
                     ts_i,
                     ts_r,
-                    ChildState::Installed,
+                    ChildState::Deleting,
                     replaces,
                 );
-                self.announce(new);
-                self.retire_old(sa, replaces);
+                self.adopt_child(c.created, old);
+                self.queue_on(sa, Task::DeleteChildren(vec![new]));
+                return;
+            }
+            // The peer's SA is redundant (the peer deletes it); ours replaces the old pair,
+            // which we delete.
+            if let Some(child) = self.children.get_mut(&c.created) {
+                child.state = ChildState::Redundant;
+                child.rekey_at = None;
             }
         }
+        self.add_child(
+            sa,
+            new,
+            their_spi,
+            esp,
+            keys.0.responder_to_initiator,
+            keys.0.initiator_to_responder,
+            ts_i,
+            ts_r,
+            ChildState::Installed,
+            replaces,
+        );
+        self.announce(new);
+        self.retire_old(sa, replaces);
     }
 
     /// Our request for a new Child SA failed: report it and try again later (or at once with

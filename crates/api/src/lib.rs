@@ -46,6 +46,28 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_secs: Option<u32>,
     },
+    /// Re-read the config file the daemon was started with (as SIGHUP does): added connections
+    /// come up, removed ones go down, unchanged ones are not touched. An invalid file, or a
+    /// change that needs a restart, is refused whole and the running config stays. Answered
+    /// with what changed in `reload`.
+    Reload,
+}
+
+/// What a reload changed (`POST /v1/reload`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadResult {
+    /// The config file that was read.
+    pub config: String,
+    /// Connections brought up (new ones, and changed ones that had to be re-created).
+    pub added: Vec<String>,
+    /// Connections taken down (IKE tunnels send a Delete to their peer).
+    pub removed: Vec<String>,
+    /// Connections changed in place (prefixes or routing weight): no packet lost.
+    pub updated: Vec<String>,
+    /// Connections left exactly as they were.
+    pub unchanged: Vec<String>,
+    /// Gateways whose SKU changed in the file, resized in place: `NAME: OLD -> NEW`.
+    pub resized: Vec<String>,
 }
 
 /// `capture`: how long the daemon waits for the count when the request names no timeout.
@@ -67,6 +89,9 @@ pub struct Response {
     /// `capture`: the number of packets written to the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub captured: Option<u64>,
+    /// `reload`: what changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<ReloadResult>,
 }
 
 impl Response {
@@ -77,6 +102,7 @@ impl Response {
             status: None,
             stats: None,
             captured: None,
+            reload: None,
         }
     }
 }
@@ -199,6 +225,27 @@ pub struct Stats {
     /// Drops on the VNet side before a connection was chosen (malformed, spoofed, no route...).
     pub vnet: VnetStats,
     pub gateways: Vec<GatewayStats>,
+    /// Per-stage packet-processing latency, sampled (1 packet in 64 per worker); one entry per
+    /// stage, zeros included. Absent from older daemons' answers (then empty).
+    #[serde(default)]
+    pub stages: Vec<StageStats>,
+}
+
+/// The latency histogram of one packet-processing stage (`egress_pipeline`, `ingress_pipeline`,
+/// `tun_write`, `tunnel_seal`, `tunnel_open`, `shaper_hold`), over the sampled packets.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StageStats {
+    pub stage: String,
+    /// The finite buckets' upper bounds in nanoseconds, ascending (a duration equal to a bound
+    /// counts in that bucket).
+    pub bounds_ns: Vec<u64>,
+    /// Samples per bucket, not cumulative: `bounds_ns.len() + 1` entries, the last for the
+    /// durations over the last bound (`+Inf`).
+    pub counts: Vec<u64>,
+    /// The sum of the sampled durations, in nanoseconds.
+    pub sum_ns: u64,
+    /// The number of samples (the sum of `counts`).
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -319,6 +366,7 @@ pub fn http_request(req: &Request) -> (&'static str, String, Vec<u8>) {
                 timeout_secs: *timeout_secs,
             }),
         ),
+        Request::Reload => ("POST", "/v1/reload".into(), Vec::new()),
     }
 }
 
@@ -352,6 +400,7 @@ pub fn from_http(req: &Request, code: u16, body: &[u8]) -> std::io::Result<Respo
         status: None,
         stats: None,
         captured: None,
+        reload: None,
     };
     match req {
         Request::Status | Request::Resize { .. } => {
@@ -365,6 +414,7 @@ pub fn from_http(req: &Request, code: u16, body: &[u8]) -> std::io::Result<Respo
                     .captured,
             )
         }
+        Request::Reload => r.reload = Some(serde_json::from_slice(body).map_err(bad)?),
     }
     Ok(r)
 }
@@ -487,5 +537,41 @@ mod tests {
             Some(3)
         );
         assert!(from_http(&Request::Status, 200, b"{").is_err());
+        assert_eq!(
+            http_request(&Request::Reload),
+            ("POST", "/v1/reload".to_string(), Vec::new())
+        );
+        let r = from_http(
+            &Request::Reload,
+            200,
+            br#"{"config":"/etc/c.toml","added":["b"],"removed":[],"updated":[],"unchanged":["a"],"resized":[]}"#,
+        )
+        .unwrap();
+        let got = r.reload.unwrap();
+        assert_eq!(
+            (got.added, got.unchanged),
+            (vec!["b".to_string()], vec!["a".to_string()])
+        );
+    }
+
+    #[test]
+    fn stats_stages_round_trip_and_default_to_empty() {
+        // An older daemon's answer: no `stages`.
+        let old = r#"{"uptime_secs":3,"vnet":{"name":"vnet1","egress":{"packets":0,"bytes":0,"super_packets":0,"icmp_errors_sent":0,"icmp_rate_limited":0,"echo_replies":0,"drops":{}}},"gateways":[]}"#;
+        let mut s: Stats = serde_json::from_str(old).unwrap();
+        assert!(s.stages.is_empty());
+        s.stages.push(StageStats {
+            stage: "tun_write".into(),
+            bounds_ns: vec![100, 250],
+            counts: vec![1, 0, 2],
+            sum_ns: 9_050,
+            count: 3,
+        });
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(
+            json.ends_with(r#""stages":[{"stage":"tun_write","bounds_ns":[100,250],"counts":[1,0,2],"sum_ns":9050,"count":3}]}"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Stats>(&json).unwrap(), s);
     }
 }

@@ -116,6 +116,11 @@ enum Command {
         #[arg(long, value_name = "SECS")]
         timeout: Option<u32>,
     },
+    /// Make the daemon re-read its config file (as SIGHUP does): added connections come up,
+    /// removed ones go down (IKE tunnels send a Delete), unchanged ones are not touched. An
+    /// invalid file, or a change to [vnet], [control], [metrics] or the gateways (but their
+    /// SKUs), is refused whole and the running config stays.
+    Reload,
     /// Print a shell completion script (bash, zsh or fish) on stdout.
     #[command(long_about = COMPLETIONS_LONG_ABOUT)]
     Completions {
@@ -187,6 +192,8 @@ fn request(args: &Args, req: Request) -> Result<Response> {
         Request::Capture { timeout_secs, .. } => {
             u64::from(timeout_secs.unwrap_or(CAPTURE_DEFAULT_TIMEOUT_SECS)) + 10
         }
+        // A reload may create interfaces and waits for the workers (at most a few seconds).
+        Request::Reload => 30,
         _ => 10,
     };
     let resp =
@@ -260,6 +267,15 @@ fn run(args: &Args) -> Result<()> {
                 Format::Table => println!("captured {n} packets to {file}"),
             }
         }
+        Command::Reload => {
+            let r = request(args, Request::Reload)?
+                .reload
+                .context("the daemon sent no reload result")?;
+            match args.output {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+                Format::Table => print!("{}", reload_table(&r)),
+            }
+        }
         Command::Completions { shell } => {
             use std::io::Write;
             std::io::stdout()
@@ -286,6 +302,27 @@ fn run(args: &Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a reload changed, one line per kind of change.
+fn reload_table(r: &causeway_api::ReloadResult) -> String {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let mut rows = vec![
+        vec!["added".to_string(), list(&r.added)],
+        vec!["removed".to_string(), list(&r.removed)],
+        vec!["updated".to_string(), list(&r.updated)],
+        vec!["unchanged".to_string(), list(&r.unchanged)],
+    ];
+    if !r.resized.is_empty() {
+        rows.push(vec!["resized".to_string(), list(&r.resized)]);
+    }
+    format!("reloaded {}\n{}", r.config, table(&rows))
 }
 
 /// Formats rows as left-aligned columns separated by two spaces.

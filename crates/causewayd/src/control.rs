@@ -310,7 +310,7 @@ pub fn route(method: &str, path: &str, body: &[u8], handler: &dyn Handler) -> Re
         ["v1", "status" | "stats" | "gateways" | "connections"] => ("GET", None),
         ["v1", "gateways", name] => ("GET", Some(*name)),
         ["v1", "gateways", name, "resize"] => ("POST", Some(*name)),
-        ["v1", "capture"] => ("POST", None),
+        ["v1", "capture" | "reload"] => ("POST", None),
         _ => return Reply::error(404, format!("no such resource: {path} (see docs/CLI.md)")),
     };
     if method != allow {
@@ -380,6 +380,14 @@ pub fn route(method: &str, path: &str, body: &[u8], handler: &dyn Handler) -> Re
                 (_, Some(e)) => Reply::error(409, e),
                 (Some(s), None) => Reply::json(&s),
                 (None, None) => Reply::error(500, "no status"),
+            }
+        }
+        ("reload", _) => {
+            let r = handler.handle(Request::Reload);
+            match (r.reload, r.error) {
+                (_, Some(e)) => Reply::error(409, e),
+                (Some(x), None) => Reply::json(&x),
+                (None, None) => Reply::error(500, "no reload result"),
             }
         }
         _ => {
@@ -471,6 +479,7 @@ mod tests {
                             egress: Default::default(),
                         },
                         gateways: vec![],
+                        stages: vec![],
                     })
                 }
                 Request::Resize { gateway, sku, .. } if sku == "HighPerformance" => {
@@ -485,6 +494,12 @@ mod tests {
                 } if connection == "circuit-1" => r.captured = Some(u64::from(count)),
                 Request::Capture { connection, .. } => {
                     r.error = Some(format!("capture: no connection named {connection}"))
+                }
+                Request::Reload => {
+                    r.reload = Some(causeway_api::ReloadResult {
+                        added: vec!["s2s-2".into()],
+                        ..Default::default()
+                    })
                 }
             }
             r
@@ -532,6 +547,11 @@ mod tests {
         assert_eq!((r.code, r.allow), (405, Some("GET")));
         let r = get("/v1/gateways/er%20gw/resize");
         assert_eq!((r.code, r.allow), (405, Some("POST")));
+        let r = route("POST", "/v1/reload", b"", &Fake);
+        assert_eq!(r.code, 200);
+        assert!(r.body.contains("s2s-2"), "{}", r.body);
+        let r = get("/v1/reload");
+        assert_eq!(r.code, 405);
         let r = get("/v1/capture");
         assert_eq!(r.code, 405);
 

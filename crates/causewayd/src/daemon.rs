@@ -1,17 +1,18 @@
 //! The daemon: starts the data plane, the control socket and the metrics endpoint from a
-//! validated config, watches link state, answers `status` and `stats`, and stops cleanly on
-//! SIGINT/SIGTERM.
+//! validated config, watches link state, answers `status` and `stats`, reloads its config on
+//! SIGHUP (or `causeway reload`), and stops cleanly on SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use causeway_api::{
     ConnectionStats, ConnectionStatus, DirStats, EspStats, GatewayStats, GatewayStatus, IkeStatus,
-    InterfaceStatus, Request, Response, Stats, Status, TunnelStatus, VnetStats, VnetStatus,
-    CAPTURE_DEFAULT_TIMEOUT_SECS, CAPTURE_MAX_COUNT, CAPTURE_MAX_TIMEOUT_SECS, PROTOCOL_VERSION,
+    InterfaceStatus, ReloadResult, Request, Response, Stats, Status, TunnelStatus, VnetStats,
+    VnetStatus, CAPTURE_DEFAULT_TIMEOUT_SECS, CAPTURE_MAX_COUNT, CAPTURE_MAX_TIMEOUT_SECS,
+    PROTOCOL_VERSION,
 };
 use causeway_engine::counters::DirCounters;
 use causeway_engine::shaper::BurstPolicy;
@@ -21,18 +22,21 @@ use causeway_sys::link::{self, LinkState};
 use crate::capture::CaptureDir;
 use crate::config::{Config, ConnectionConfig, ConnectionKind, InterfaceConfig};
 use crate::control::{ControlServer, Handler};
-use crate::dataplane::{install_routes, readdress, Dataplane, Shared};
+use crate::dataplane::{install_routes, plan, readdress, Dataplane, Shared};
 use crate::metrics::MetricsServer;
 
 /// How often circuit link state is checked (a circuit that goes down loses its routes).
 const LINK_POLL: Duration = Duration::from_millis(500);
 
 struct State {
-    config: Config,
+    /// The running config (a reload replaces it).
+    config: RwLock<Arc<Config>>,
+    /// The data plane; locked by a reload (one at a time) and at stop.
+    dataplane: Mutex<Dataplane>,
     shared: Arc<Shared>,
     started: Instant,
     /// The current SKU of each gateway (config order): resizes change it.
-    skus: std::sync::Mutex<Vec<Sku>>,
+    skus: Mutex<Vec<Sku>>,
 }
 
 fn dir_stats(c: &DirCounters) -> DirStats {
@@ -65,37 +69,153 @@ fn iface_status(i: &InterfaceConfig, offload: bool) -> InterfaceStatus {
 }
 
 impl State {
+    fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn sku(&self, gi: usize) -> Sku {
         let skus = self.skus.lock().unwrap_or_else(|e| e.into_inner());
         skus.get(gi)
             .copied()
-            .unwrap_or(self.config.gateways[gi].sku)
+            .unwrap_or_else(|| self.config().gateways[gi].sku)
+    }
+
+    /// Re-reads the config file. Checked whole before anything changes: the file must be valid,
+    /// the VNet, the gateways (but their SKUs), `[control]` and `[metrics]` unchanged (those
+    /// need a restart), a changed SKU a legal resize of the running one, and the connections
+    /// within each gateway's SKU; then what the connections need is made (TUNs, sockets,
+    /// SAs), and only then applied.
+    fn reload(&self) -> Result<ReloadResult, String> {
+        let mut dp = self.dataplane.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.config();
+        let new = crate::config::load(&old.path).map_err(|e| e.to_string())?;
+        let restart = |what: &str| {
+            Err(format!(
+                "{}: {what} changed; that needs a restart of the daemon (the running config \
+                 stays)",
+                old.path.display()
+            ))
+        };
+        if new.vnet != old.vnet {
+            return restart("[vnet]");
+        }
+        if new.control != old.control {
+            return restart("[control]");
+        }
+        if new.metrics != old.metrics {
+            return restart("[metrics]");
+        }
+        let same_gateways = new.gateways.len() == old.gateways.len()
+            && new
+                .gateways
+                .iter()
+                .zip(&old.gateways)
+                .all(|(n, o)| n.name == o.name && n.gateway_type == o.gateway_type);
+        if !same_gateways {
+            return restart("the list of gateways (names, types)");
+        }
+        // SKUs: a change in the file is a resize of the running SKU (which `causeway gateway
+        // resize` may have changed since); no change in the file keeps the running one.
+        let mut skus = self.skus.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = skus.clone();
+        let mut resized = Vec::new();
+        for (gi, (n, o)) in new.gateways.iter().zip(&old.gateways).enumerate() {
+            if n.sku != o.sku && n.sku != skus[gi] {
+                skus[gi].can_resize_to(n.sku).map_err(|e| {
+                    format!(
+                        "{}: gateway `{}`: sku {} -> {}: {e}",
+                        old.path.display(),
+                        n.name,
+                        skus[gi],
+                        n.sku
+                    )
+                })?;
+                next[gi] = n.sku;
+                resized.push(format!("{}: {} -> {}", n.name, skus[gi], n.sku));
+            }
+        }
+        for (gi, g) in new.gateways.iter().enumerate() {
+            let count = new
+                .connections
+                .iter()
+                .filter(|c| c.gateway_index == gi)
+                .count();
+            let max = next[gi].limits().max_connections as usize;
+            if count > max {
+                return Err(format!(
+                    "{}: gateway `{}` would have {count} connections and its SKU {} allows {max}",
+                    old.path.display(),
+                    g.name,
+                    next[gi]
+                ));
+            }
+        }
+        let change = plan(&self.shared.topology(), &new.connections);
+        let names = |slots: &[usize]| -> Vec<String> {
+            let t = self.shared.topology();
+            slots
+                .iter()
+                .filter_map(|&i| t.get(i).map(|s| s.config.name.clone()))
+                .collect()
+        };
+        let result = ReloadResult {
+            config: old.path.display().to_string(),
+            added: change.add.iter().map(|c| c.name.clone()).collect(),
+            removed: names(&change.remove),
+            updated: change.update.iter().map(|(_, c)| c.name.clone()).collect(),
+            unchanged: change.unchanged.clone(),
+            resized,
+        };
+        let prepared = dp
+            .prepare(change, &next)
+            .map_err(|e| format!("{}: {e:#} (nothing changed)", old.path.display()))?;
+        for (gi, sku) in next.iter().enumerate() {
+            if *sku != skus[gi] {
+                let l = sku.limits();
+                self.shared.live[gi].set(
+                    l.bits_per_sec,
+                    l.packets_per_sec,
+                    l.per_tunnel_bits_per_sec,
+                );
+            }
+        }
+        *skus = next;
+        drop(skus);
+        dp.commit(prepared);
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        tracing::info!(
+            added = ?result.added,
+            removed = ?result.removed,
+            updated = ?result.updated,
+            unchanged = result.unchanged.len(),
+            resized = ?result.resized,
+            "config reloaded"
+        );
+        Ok(result)
     }
 
     /// A live resize: the resize rules of DOMAIN.md (`Sku::can_resize_to`), the connection count
     /// of the new SKU, then the new limits published to the workers (applied at their next
     /// packet, the shapers keeping their tokens).
     fn resize(&self, gateway: &str, sku: &str, scale_units: Option<u32>) -> Result<(), String> {
-        let Some(gi) = self.config.gateways.iter().position(|g| g.name == gateway) else {
-            let known: Vec<&str> = self
-                .config
-                .gateways
-                .iter()
-                .map(|g| g.name.as_str())
-                .collect();
+        let config = self.config();
+        let Some(gi) = config.gateways.iter().position(|g| g.name == gateway) else {
+            let known: Vec<&str> = config.gateways.iter().map(|g| g.name.as_str()).collect();
             return Err(format!(
                 "no gateway `{gateway}` (known: {})",
                 known.join(", ")
             ));
         };
-        let g = &self.config.gateways[gi];
+        let g = &config.gateways[gi];
         let new = Sku::parse(g.gateway_type, sku, scale_units)?;
         let mut skus = self.skus.lock().unwrap_or_else(|e| e.into_inner());
         let current = skus[gi];
         current.can_resize_to(new)?;
         let limits = new.limits();
-        let connections = self
-            .config
+        let connections = config
             .connections
             .iter()
             .filter(|c| c.gateway_index == gi)
@@ -127,12 +247,8 @@ impl State {
         timeout_secs: Option<u32>,
     ) -> Result<u64, String> {
         let Some(conn) = self.conn_index(connection) else {
-            let known: Vec<&str> = self
-                .shared
-                .connections
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect();
+            let t = self.shared.topology();
+            let known: Vec<&str> = t.iter().map(|(_, s)| s.config.name.as_str()).collect();
             return Err(format!(
                 "no connection `{connection}` (known: {})",
                 known.join(", ")
@@ -172,7 +288,7 @@ impl State {
     }
 
     fn conn_index(&self, name: &str) -> Option<usize> {
-        self.shared.connections.iter().position(|c| c.name == name)
+        self.shared.topology().find(name).map(|(i, _)| i)
     }
 
     fn ike_status(&self, idx: usize) -> Option<IkeStatus> {
@@ -191,13 +307,15 @@ impl State {
     }
 
     fn esp_stats(&self, idx: usize) -> Option<EspStats> {
-        let e = self.shared.esp.get(idx)?.as_ref()?;
+        let t = self.shared.topology();
+        let e = t.get(idx)?.esp.clone()?;
+        let cipher = e
+            .cipher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .to_string();
         Some(EspStats {
-            cipher: e
-                .cipher
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .to_string(),
+            cipher,
             esn: e.esn.load(Ordering::Relaxed),
             out_spi: e.out_spi.load(Ordering::Relaxed),
             in_spi: e.in_spi.load(Ordering::Relaxed),
@@ -210,8 +328,8 @@ impl State {
         let idx = self.conn_index(&conn.name);
         // Routed: the data plane routes over it (the link watcher has not withdrawn its routes).
         let routed = idx
-            .and_then(|i| self.shared.connections.get(i))
-            .is_some_and(|c| c.up.load(Ordering::Relaxed));
+            .and_then(|i| self.shared.topology().get(i).map(|s| s.conn.up.clone()))
+            .is_some_and(|up| up.load(Ordering::Relaxed));
         let (connection_type, interface, tunnel, connected) = match &conn.kind {
             ConnectionKind::ExpressRoute { interface } => {
                 let iface = iface_status(interface, self.shared.vnet_offload);
@@ -259,7 +377,7 @@ impl State {
     }
 
     fn status(&self) -> Status {
-        let c = &self.config;
+        let c = &*self.config();
         let vnet = VnetStatus {
             name: c.vnet.name.clone(),
             address_space: c.vnet.address_space.iter().map(|p| p.to_string()).collect(),
@@ -302,7 +420,8 @@ impl State {
     }
 
     fn stats(&self) -> Stats {
-        let c = &self.config;
+        let c = &*self.config();
+        let t = self.shared.topology();
         let gateways = c
             .gateways
             .iter()
@@ -313,16 +432,16 @@ impl State {
                 sku: self.sku(gi).to_string(),
                 egress: dir_stats(&self.shared.gateways[gi].egress),
                 ingress: dir_stats(&self.shared.gateways[gi].ingress),
-                connections: self
-                    .shared
+                // In config order, as `status` lists them.
+                connections: c
                     .connections
                     .iter()
-                    .enumerate()
-                    .filter(|(_, ci)| ci.gateway == gi)
-                    .map(|(i, ci)| ConnectionStats {
-                        name: ci.name.clone(),
-                        egress: dir_stats(&ci.counters.egress),
-                        ingress: dir_stats(&ci.counters.ingress),
+                    .filter(|cc| cc.gateway_index == gi)
+                    .filter_map(|cc| t.find(&cc.name))
+                    .map(|(i, s)| ConnectionStats {
+                        name: s.conn.name.clone(),
+                        egress: dir_stats(&s.conn.counters.egress),
+                        ingress: dir_stats(&s.conn.counters.ingress),
                         esp: self.esp_stats(i),
                     })
                     .collect(),
@@ -335,6 +454,7 @@ impl State {
                 egress: dir_stats(&self.shared.vnet.egress),
             },
             gateways,
+            stages: crate::metrics::stage_stats(&self.shared.stages),
         }
     }
 }
@@ -347,6 +467,7 @@ impl Handler for State {
             status: None,
             stats: None,
             captured: None,
+            reload: None,
         };
         match req {
             Request::Status => r.status = Some(self.status()),
@@ -375,6 +496,13 @@ impl Handler for State {
                 Ok(n) => r.captured = Some(n),
                 Err(e) => r.error = Some(format!("capture: {e}")),
             },
+            Request::Reload => match self.reload() {
+                Ok(x) => r.reload = Some(x),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reload refused (control API)");
+                    r.error = Some(format!("reload refused: {e}"));
+                }
+            },
         }
         r
     }
@@ -387,26 +515,30 @@ impl crate::metrics::Source for State {
 }
 
 /// Keeps each circuit's `up` flag in line with its interface (administratively up and running),
-/// so that the routes of a circuit that goes down are skipped, and logs transitions.
-fn watch_links(config: &Config, shared: &Shared, stop: &AtomicBool) {
-    // Circuits only (connection index, interface, probe): a tunnel has no interface to watch.
-    let circuits: Vec<(usize, &InterfaceConfig, link::LinkProbe)> = config
-        .connections
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| match &c.kind {
-            ConnectionKind::ExpressRoute { interface } => {
-                let probe = link::LinkProbe::new(interface.netns.as_deref()).ok()?;
-                Some((i, interface, probe))
-            }
-            ConnectionKind::IPsec(_) => None,
-        })
-        .collect();
+/// so that the routes of a circuit that goes down are skipped, and logs transitions. The
+/// circuits are those of the topology at each look (reloads add and remove them).
+fn watch_links(state: &State, stop: &AtomicBool) {
+    let mut probes: std::collections::HashMap<Option<String>, link::LinkProbe> =
+        std::collections::HashMap::new();
     while !stop.load(Ordering::Relaxed) {
-        for (i, iface, probe) in &circuits {
-            let Some(circuit) = shared.connections.get(*i) else {
+        let t = state.shared.topology();
+        let vnet_space = state.config().vnet.address_space.clone();
+        for (_, slot) in t.iter() {
+            let ConnectionKind::ExpressRoute { interface: iface } = &slot.config.kind else {
                 continue;
             };
+            if !probes.contains_key(&iface.netns) {
+                match link::LinkProbe::new(iface.netns.as_deref()) {
+                    Ok(p) => {
+                        probes.insert(iface.netns.clone(), p);
+                    }
+                    Err(_) => continue,
+                }
+            }
+            let Some(probe) = probes.get(&iface.netns) else {
+                continue;
+            };
+            let circuit = &slot.conn;
             let up = probe
                 .state(&iface.name)
                 .map(|s| s.exists && s.up && s.running)
@@ -418,7 +550,7 @@ fn watch_links(config: &Config, shared: &Shared, stop: &AtomicBool) {
                 // idempotent), and only then route over the circuit again.
                 if let Err(e) = readdress(iface)
                     .map_err(anyhow::Error::from)
-                    .and_then(|()| install_routes(iface, &config.vnet.address_space))
+                    .and_then(|()| install_routes(iface, &vnet_space))
                 {
                     tracing::warn!(connection = %circuit.name, error = %format!("{e:#}"), "re-adding addresses and routes failed");
                 }
@@ -429,6 +561,7 @@ fn watch_links(config: &Config, shared: &Shared, stop: &AtomicBool) {
                 tracing::warn!(connection = %circuit.name, "circuit down: routes withdrawn");
             }
         }
+        drop(t);
         std::thread::sleep(LINK_POLL);
     }
 }
@@ -436,13 +569,14 @@ fn watch_links(config: &Config, shared: &Shared, stop: &AtomicBool) {
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<()> {
     let started = Instant::now();
-    let mut dp =
+    let dp =
         Dataplane::start(&config, BurstPolicy::default()).context("starting the data plane")?;
     let state = Arc::new(State {
-        config: config.clone(),
+        config: RwLock::new(Arc::new(config.clone())),
         shared: dp.shared.clone(),
+        dataplane: Mutex::new(dp),
         started,
-        skus: std::sync::Mutex::new(config.gateways.iter().map(|g| g.sku).collect()),
+        skus: Mutex::new(config.gateways.iter().map(|g| g.sku).collect()),
     });
     let server = ControlServer::start(
         &config.control.socket,
@@ -458,7 +592,7 @@ pub fn run(config: Config) -> Result<()> {
         let (state, stop) = (state.clone(), stop.clone());
         std::thread::Builder::new()
             .name("links".into())
-            .spawn(move || watch_links(&state.config, &state.shared, &stop))?
+            .spawn(move || watch_links(&state, &stop))?
     };
     tracing::info!(
         config = %config.path.display(),
@@ -472,17 +606,30 @@ pub fn run(config: Config) -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .context("installing signal handlers")?;
-    if let Some(sig) = signals.forever().next() {
+    for sig in signals.forever() {
+        if sig == signal_hook::consts::SIGHUP {
+            // The result is logged either way; a refused reload keeps the running config.
+            if let Err(e) = state.reload() {
+                tracing::error!(error = %e, "reload refused (SIGHUP)");
+            }
+            continue;
+        }
         tracing::info!(signal = sig, "stopping");
+        break;
     }
     stop.store(true, Ordering::SeqCst);
-    dp.stop();
+    state
+        .dataplane
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .stop();
     drop(metrics);
     drop(server);
     let _ = watcher.join();
-    drop(dp);
+    drop(state);
     tracing::info!("stopped");
     Ok(())
 }

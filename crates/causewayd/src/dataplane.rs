@@ -12,20 +12,32 @@
 //! read by the control thread. TUNs are opened with `IFF_VNET_HDR` and TCP offloads: a read can
 //! return a 64 KB super-packet, which the plain path forwards whole, with its virtio header, to
 //! the other TUN, and the tunnel path splits into segments that it seals one by one.
+//!
+//! The connections live in a [`Topology`] of slots: a connection keeps its slot (its index in
+//! every worker's pipeline) for its whole life, so a config reload that adds or removes other
+//! connections never touches it. A reload is prepared first (new TUNs, sockets, SAs: anything
+//! that can fail, before anything running changes), then committed: the new topology is
+//! published, each worker takes it between two batches and acknowledges, and only then are
+//! removed tunnels deleted in IKE and their routes withdrawn.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use causeway_engine::latency::StageHistograms;
 use causeway_engine::pipeline::{
     build, Connection, GatewaySpec, LiveLimits, PathCounters, PipelineSpec, TunnelParams, Vnet,
 };
+use causeway_engine::prefix::Prefix;
 use causeway_engine::shaper::BurstPolicy;
+use causeway_engine::sku::{GatewayType, Sku};
 use causeway_esp::{InboundSa, OutboundSa};
 use causeway_sys::link;
 use causeway_sys::poll::Waker;
@@ -33,28 +45,162 @@ use causeway_sys::tun::{Offload, Tun, TunConfig};
 use causeway_sys::udp::{UdpOptions, UdpSocket};
 
 use crate::capture::Capture;
-use crate::config::{Config, ConnectionKind, InterfaceConfig, Keying, ManualSa};
-use crate::ike::{IkePeer, IkeRuntime, IkeViews};
+use crate::config::{
+    Config, ConnectionConfig, ConnectionKind, InterfaceConfig, IpsecConfig, Keying, ManualSa,
+};
+use crate::ike::{IkeCmd, IkePeer, IkeRuntime, IkeViews, IKE_PORT};
 use crate::seqlease::SeqLease;
-use crate::tunnel::{EspState, Inbound, InboundEntry, Outbound, TunnelTx};
-use crate::worker::{Dir, Output, TunnelInputs, Worker};
+use crate::tunnel::{EspState, InboundCmd, InboundEntry, Outbound, TunnelTx};
+use crate::worker::{Dir, Half, Output, TunnelInputs, Worker};
 
-/// Counters and live state shared with the control thread.
+/// How long a worker may take to pick up a new topology before a reload goes on without it.
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+/// A slot freed by a reload is not given to a new connection before this: packets the shaper
+/// still holds for the old one (at most a few milliseconds) must not reach the new one.
+const SLOT_QUARANTINE: Duration = Duration::from_secs(1);
+
+/// One connection in the data plane: its config, its pipeline view, where its packets go.
+#[derive(Clone)]
+pub struct Slot {
+    pub config: ConnectionConfig,
+    pub conn: Connection,
+    pub output: Output,
+    /// ESP state of a tunnel (None for circuits).
+    pub esp: Option<Arc<EspState>>,
+}
+
+impl Slot {
+    pub fn tunnel(&self) -> Option<&Arc<TunnelTx>> {
+        match &self.output {
+            Output::Tunnel(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn circuit(&self) -> Option<&Arc<Tun>> {
+        match (&self.output, &self.config.kind) {
+            (Output::Tun(t), ConnectionKind::ExpressRoute { .. }) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// The connections the workers serve, by slot; a removed connection leaves an empty slot.
+#[derive(Clone, Default)]
+pub struct Topology {
+    pub slots: Vec<Option<Slot>>,
+}
+
+impl Topology {
+    /// The connections there are, with their slots.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Slot)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+    }
+
+    /// The connection named `name`.
+    pub fn find(&self, name: &str) -> Option<(usize, &Slot)> {
+        self.iter().find(|(_, s)| s.config.name == name)
+    }
+
+    pub fn get(&self, slot: usize) -> Option<&Slot> {
+        self.slots.get(slot)?.as_ref()
+    }
+}
+
+/// Counters and live state shared with the control thread and the workers.
 pub struct Shared {
     pub vnet: Arc<PathCounters>,
     /// Counters of each gateway, by its index in the config.
     pub gateways: Vec<Arc<PathCounters>>,
-    /// The pipeline's connections (counters, up flags), in config order.
-    pub connections: Vec<Connection>,
-    /// ESP state of each tunnel, by connection index (None for circuits).
-    pub esp: Vec<Option<Arc<EspState>>>,
     /// Live limits of each gateway (SKU resizes), by config index.
     pub live: Arc<Vec<LiveLimits>>,
-    /// IKE state of the IKE-keyed tunnels: (connection index, view).
+    /// IKE state of the IKE-keyed tunnels: (slot, view).
     pub ike: Option<IkeViews>,
     pub vnet_offload: bool,
     /// `causeway capture` sessions, shared with the workers.
     pub capture: Arc<Capture>,
+    /// Per-stage processing times, sampled by the workers.
+    pub stages: StageHistograms,
+    topology: RwLock<Arc<Topology>>,
+    /// Bumped after each new topology is stored; workers compare it once per wake-up.
+    generation: AtomicU64,
+}
+
+impl Shared {
+    /// The connections now.
+    pub fn topology(&self) -> Arc<Topology> {
+        self.topology
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn publish(&self, t: Topology) -> u64 {
+        *self.topology.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+}
+
+/// What a reload does to the connections (see [`plan`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Slots whose connection goes down (removed from the file, or replaced by a changed one).
+    pub remove: Vec<usize>,
+    /// Slots whose connection changed only in what needs no new resources (prefixes or
+    /// routing weight of a circuit or a manually keyed tunnel): updated in place.
+    pub update: Vec<(usize, ConnectionConfig)>,
+    /// Connections to bring up (new in the file, or replacing a changed one).
+    pub add: Vec<ConnectionConfig>,
+    /// Names of the connections left exactly as they are.
+    pub unchanged: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.update.is_empty() && self.add.is_empty()
+    }
+}
+
+/// Compares the running connections with those of a new config, by name. Equal: unchanged.
+/// Changed only in prefixes or routing weight (an IKE tunnel's prefixes are its traffic
+/// selectors, so not for those): updated in place. Otherwise the old connection is removed and
+/// the new one added.
+pub fn plan(current: &Topology, next: &[ConnectionConfig]) -> Plan {
+    let mut p = Plan::default();
+    let by_name: HashMap<&str, &ConnectionConfig> =
+        next.iter().map(|c| (c.name.as_str(), c)).collect();
+    for (slot, s) in current.iter() {
+        let old = &s.config;
+        match by_name.get(old.name.as_str()) {
+            None => p.remove.push(slot),
+            Some(new) if *new == old => p.unchanged.push(old.name.clone()),
+            Some(new) => {
+                let ike = matches!(&old.kind, ConnectionKind::IPsec(i) if i.keying.ike().is_some());
+                let in_place = new.kind == old.kind
+                    && new.gateway_index == old.gateway_index
+                    && (!ike || new.prefixes == old.prefixes);
+                if in_place {
+                    p.update.push((slot, (*new).clone()));
+                } else {
+                    p.remove.push(slot);
+                    p.add.push((*new).clone());
+                }
+            }
+        }
+    }
+    for c in next {
+        if current.find(&c.name).is_none() {
+            p.add.push(c.clone());
+        }
+    }
+    p
 }
 
 /// The running data plane. Dropping it stops the workers and closes the TUNs (which removes them).
@@ -63,7 +209,52 @@ pub struct Dataplane {
     stop: Arc<AtomicBool>,
     wakers: Vec<Arc<Waker>>,
     workers: Vec<JoinHandle<()>>,
+    /// The topology generation each worker has taken.
+    acks: Vec<Arc<AtomicU64>>,
     ike: Option<IkeRuntime>,
+    /// To the tunnel ingress worker: manual SAs brought by a reload.
+    inbound: Option<(Sender<InboundCmd>, Arc<Waker>)>,
+    vnet_iface: InterfaceConfig,
+    vnet_space: Vec<Prefix>,
+    state_dir: PathBuf,
+    vpn_gateway: Option<usize>,
+    /// Underlay sockets by local address (the tunnels of one address share one).
+    sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+    /// IKE's UDP 500 sockets by local address.
+    ike_sockets: HashMap<IpAddr, Arc<UdpSocket>>,
+    /// Routes installed on the VNet side toward on-premises prefixes.
+    vnet_routes: BTreeSet<Prefix>,
+    /// Slots freed by a reload, and when.
+    freed: HashMap<usize, Instant>,
+}
+
+/// A connection made ready by [`Dataplane::prepare`], and what its commit still has to do.
+enum Ready {
+    Circuit,
+    /// A manually keyed tunnel: its inbound SA to install, or, when its outbound SPI is that of
+    /// a tunnel being removed (the same sequence-number lease), its SAs to make at commit,
+    /// once the old one has stopped sealing.
+    Manual {
+        inbound: Option<Box<InboundEntry>>,
+        deferred: Option<Box<ManualSa>>,
+    },
+    Ike(Box<IkePeer>),
+}
+
+/// Everything a reload needs, made before anything running changes (see [`Dataplane::commit`]).
+pub struct Prepared {
+    plan: Plan,
+    added: Vec<(usize, Slot, Ready)>,
+    /// Reused TUNs (a replaced circuit on the same interface): configured again at commit.
+    reconfigure: Vec<InterfaceConfig>,
+    sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+    ike_sockets: HashMap<IpAddr, Arc<UdpSocket>>,
+}
+
+impl Prepared {
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
 }
 
 fn open_tun(iface: &InterfaceConfig) -> Result<Tun> {
@@ -104,14 +295,14 @@ fn configure(iface: &InterfaceConfig) -> io::Result<()> {
 /// The two SAs of a manually keyed tunnel; the outbound one resumes above every sequence number
 /// a previous run may have used (its lease in `state_dir`).
 fn manual_sas(
-    config: &Config,
+    state_dir: &std::path::Path,
     name: &str,
     sa: &ManualSa,
     peer: SocketAddr,
 ) -> Result<(Outbound, InboundSa)> {
     let out_key = sa.out_key.key_material(sa.cipher);
     let in_key = sa.in_key.key_material(sa.cipher);
-    let (lease, first) = SeqLease::acquire(&config.control.state_dir, sa.out_spi)
+    let (lease, first) = SeqLease::acquire(state_dir, sa.out_spi)
         .with_context(|| format!("connection `{name}`: sequence-number lease"))?;
     let out = OutboundSa::resume(sa.out_spi, sa.cipher, &out_key, sa.esn, first)
         .map_err(|e| anyhow::anyhow!("connection `{name}`: outbound SA: {e}"))?;
@@ -137,19 +328,9 @@ pub(crate) fn readdress(iface: &InterfaceConfig) -> io::Result<()> {
 
 /// Routes the gateway advertises to one side: `prefixes` via that side's interface, except those
 /// already on-link through one of the interface's own addresses.
-pub(crate) fn install_routes(
-    iface: &InterfaceConfig,
-    prefixes: &[causeway_engine::prefix::Prefix],
-) -> Result<()> {
-    if !iface.install_routes {
-        return Ok(());
-    }
+pub(crate) fn install_routes(iface: &InterfaceConfig, prefixes: &[Prefix]) -> Result<()> {
     for p in prefixes {
-        let on_link = iface
-            .addresses
-            .iter()
-            .any(|a| causeway_engine::prefix::Prefix::containing(a.addr, a.len).ok() == Some(*p));
-        if !on_link {
+        if routed_by(iface, p) {
             link::add_route(iface.netns.as_deref(), &p.to_string(), &iface.name)
                 .with_context(|| format!("adding route {p} via `{}`", iface.name))?;
         }
@@ -157,140 +338,40 @@ pub(crate) fn install_routes(
     Ok(())
 }
 
+/// Whether the gateway installs a route to `p` through `iface` (not when the interface does
+/// not install routes, nor when `p` is on-link through one of its addresses).
+fn routed_by(iface: &InterfaceConfig, p: &Prefix) -> bool {
+    iface.install_routes
+        && !iface
+            .addresses
+            .iter()
+            .any(|a| Prefix::containing(a.addr, a.len).ok() == Some(*p))
+}
+
+/// The per-tunnel cap of a SKU, as tunnel parameters.
+fn tunnel_params(ipsec: &IpsecConfig, sku: Sku) -> TunnelParams {
+    TunnelParams {
+        mss_clamp: ipsec.mss_clamp,
+        cap_bits_per_sec: sku.limits().per_tunnel_bits_per_sec,
+    }
+}
+
 impl Dataplane {
-    /// Creates the TUNs, configures them, and starts the workers.
+    /// Creates the VNet TUN, starts the workers (and the IKE thread for a Vpn gateway), then
+    /// brings up the configured connections as a first reload would.
     pub fn start(config: &Config, burst: BurstPolicy) -> Result<Dataplane> {
         let clock = Instant::now();
         let vnet_cfg = &config.vnet;
         let vnet_tun = Arc::new(open_tun(&vnet_cfg.interface)?);
+        // The VNet's own address space (so that the gateway's addresses are reachable even
+        // outside the interface's subnet); on-premises prefixes follow the connections.
+        install_routes(&vnet_cfg.interface, &vnet_cfg.address_space)?;
 
         let gateway_counters: Vec<Arc<PathCounters>> = config
             .gateways
             .iter()
             .map(|_| Arc::new(PathCounters::default()))
             .collect();
-        let mut circuit_tuns = Vec::new();
-        let mut circuit_conns = Vec::new();
-        let mut outputs = Vec::new();
-        let mut connections = Vec::new();
-        let mut esp_states = Vec::new();
-        let mut sockets: Vec<Arc<UdpSocket>> = Vec::new();
-        let mut socket_of: HashMap<SocketAddr, usize> = HashMap::new();
-        let mut inbound = Vec::new();
-        let mut senders = Vec::new();
-        let mut vpn_gateway = None;
-        let mut ike_peers: Vec<IkePeer> = Vec::new();
-        let mut all_prefixes = Vec::new();
-        for (idx, conn) in config.connections.iter().enumerate() {
-            all_prefixes.extend(conn.prefixes.iter().copied());
-            let up = Arc::new(AtomicBool::new(true));
-            let counters = Arc::new(PathCounters::default());
-            let (tunnel, mtu) = match &conn.kind {
-                ConnectionKind::ExpressRoute { interface } => {
-                    let tun = Arc::new(open_tun(interface)?);
-                    install_routes(interface, &vnet_cfg.address_space)?;
-                    circuit_tuns.push(tun.clone());
-                    circuit_conns.push(idx);
-                    outputs.push(Output::Tun(tun));
-                    esp_states.push(None);
-                    senders.push(None);
-                    (None, interface.mtu as usize)
-                }
-                ConnectionKind::IPsec(ipsec) => {
-                    vpn_gateway = Some(conn.gateway_index);
-                    let local = SocketAddr::new(ipsec.local_address, ipsec.local_port);
-                    let si = match socket_of.get(&local) {
-                        Some(&i) => i,
-                        None => {
-                            let sock = UdpSocket::bind(local, None, &UdpOptions::default())
-                                .with_context(|| {
-                                    format!(
-                                        "connection `{}`: binding the underlay socket",
-                                        conn.name
-                                    )
-                                })?;
-                            sockets.push(Arc::new(sock));
-                            socket_of.insert(local, sockets.len() - 1);
-                            sockets.len() - 1
-                        }
-                    };
-                    let peer = SocketAddr::new(ipsec.peer_address, ipsec.peer_port);
-                    let (tx, esp) = match &ipsec.keying {
-                        Keying::Manual(sa) => {
-                            let (out, inn) = manual_sas(config, &conn.name, sa, peer)?;
-                            let esp = Arc::new(EspState::new(
-                                sa.cipher.name(),
-                                sa.esn,
-                                sa.out_spi,
-                                sa.in_spi,
-                            ));
-                            inbound.push(InboundEntry {
-                                spi: sa.in_spi,
-                                conn: idx,
-                                sa: inn,
-                                esp: esp.clone(),
-                            });
-                            let tx =
-                                TunnelTx::new(idx, sockets[si].clone(), Some(out), esp.clone());
-                            (Arc::new(tx), esp)
-                        }
-                        Keying::Ike(ike) => {
-                            // SAs come from the IKE thread; until then packets are dropped
-                            // (`esp_no_sa`), never sent in clear.
-                            let esp = Arc::new(EspState::empty());
-                            let tx = Arc::new(TunnelTx::new(
-                                idx,
-                                sockets[si].clone(),
-                                None,
-                                esp.clone(),
-                            ));
-                            ike_peers.push(IkePeer {
-                                conn: idx,
-                                name: conn.name.clone(),
-                                ipsec: ipsec.clone(),
-                                ike: ike.clone(),
-                                prefixes: conn.prefixes.clone(),
-                                tx: tx.clone(),
-                                counters: counters.clone(),
-                            });
-                            (tx, esp)
-                        }
-                    };
-                    outputs.push(Output::Tunnel(tx.clone()));
-                    senders.push(Some(tx));
-                    esp_states.push(Some(esp));
-                    let cap = config.gateways[conn.gateway_index]
-                        .sku
-                        .limits()
-                        .per_tunnel_bits_per_sec;
-                    (
-                        Some(TunnelParams {
-                            mss_clamp: ipsec.mss_clamp,
-                            cap_bits_per_sec: cap,
-                        }),
-                        ipsec.mtu as usize,
-                    )
-                }
-            };
-            connections.push(Connection {
-                name: conn.name.clone(),
-                gateway: conn.gateway_index,
-                tunnel,
-                prefixes: conn.prefixes.clone(),
-                routing_weight: conn.routing_weight,
-                mtu,
-                up,
-                counters,
-            });
-        }
-        all_prefixes.sort();
-        all_prefixes.dedup();
-        // The VNet side learns the on-premises prefixes, and the VNet's own address space (so
-        // that the gateway's addresses are reachable even outside the interface's subnet).
-        let mut vnet_routes = all_prefixes.clone();
-        vnet_routes.extend(vnet_cfg.address_space.iter().copied());
-        install_routes(&vnet_cfg.interface, &vnet_routes)?;
-
         let vnet = Arc::new(Vnet {
             address_space: vnet_cfg.address_space.clone(),
             gateway_v4: vnet_cfg.gateway_address_v4().octets(),
@@ -331,134 +412,494 @@ impl Dataplane {
         let spec = PipelineSpec {
             vnet,
             gateways,
-            connections: connections.clone(),
+            connections: Vec::new(),
             burst,
             vnet_counters: vnet_counters.clone(),
         };
-        let (mut eg, mut ing) = build(&spec, 0);
+        let vpn_gateway = config
+            .gateways
+            .iter()
+            .position(|g| g.gateway_type == GatewayType::Vpn);
         let stop = Arc::new(AtomicBool::new(false));
         let capture = Arc::new(Capture::default());
-        let mut workers = Vec::new();
-        let mut wakers = Vec::new();
-        let worker = |wakers: &mut Vec<Arc<Waker>>| -> Result<Worker> {
-            let w = Arc::new(Waker::new().context("eventfd")?);
-            wakers.push(w.clone());
-            Ok(Worker {
-                stop: stop.clone(),
-                waker: w,
-                clock,
-                vnet_counters: vnet_counters.clone(),
-                gateways: gateway_counters.clone(),
-                connections: connections.clone(),
-                capture: capture.clone(),
-            })
-        };
-        if !connections.is_empty() {
-            let ctx = worker(&mut wakers)?;
-            let v = vnet_tun.clone();
-            let live_e = live.clone();
-            workers.push(
-                std::thread::Builder::new()
-                    .name("egress".into())
-                    .spawn(move || {
-                        ctx.run(
-                            Dir::Egress,
-                            vec![v],
-                            vec![0],
-                            outputs,
-                            bps,
-                            burst,
-                            |now, _, v, p, r| {
-                                eg.apply_live(now, &live_e);
-                                eg.process(now, v, p, r)
-                            },
-                        )
-                    })?,
-            );
-        }
-        if !circuit_tuns.is_empty() {
-            let ctx = worker(&mut wakers)?;
-            let out = vec![Output::Tun(vnet_tun.clone())];
-            let live_i = live.clone();
-            workers.push(
-                std::thread::Builder::new()
-                    .name("circuit-ingress".into())
-                    .spawn(move || {
-                        ctx.run(
-                            Dir::Ingress,
-                            circuit_tuns,
-                            circuit_conns,
-                            out,
-                            bps,
-                            burst,
-                            |now, conn, v, p, r| {
-                                ing.apply_live(now, &live_i);
-                                ing.process(now, conn, v, p, r)
-                            },
-                        )
-                    })?,
-            );
-        }
+
+        // The tunnel ingress worker's waker and SA channel, and the IKE thread, exist first:
+        // the shared state names the IKE views.
+        let tunnel_waker = Arc::new(Waker::new().context("eventfd")?);
+        let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
+        let inbox = std::sync::mpsc::channel();
+        let ike_waker = Arc::new(Waker::new().context("eventfd")?);
         let mut ike = None;
+        if vpn_gateway.is_some() {
+            ike = Some(crate::ike::start(
+                &vnet_cfg.address_space,
+                cmd_tx.clone(),
+                tunnel_waker.clone(),
+                inbox.1,
+                ike_waker.clone(),
+            )?);
+        }
+        let shared = Arc::new(Shared {
+            vnet: vnet_counters.clone(),
+            gateways: gateway_counters.clone(),
+            ike: ike.as_ref().map(|r: &IkeRuntime| r.views.clone()),
+            live: live.clone(),
+            vnet_offload: vnet_tun.vnet_hdr(),
+            capture: capture.clone(),
+            stages: StageHistograms::default(),
+            topology: RwLock::new(Arc::new(Topology::default())),
+            generation: AtomicU64::new(0),
+        });
+        let mut dp = Dataplane {
+            shared: shared.clone(),
+            stop: stop.clone(),
+            wakers: Vec::new(),
+            workers: Vec::new(),
+            acks: Vec::new(),
+            ike,
+            inbound: vpn_gateway.map(|_| (cmd_tx, tunnel_waker.clone())),
+            vnet_iface: vnet_cfg.interface.clone(),
+            vnet_space: vnet_cfg.address_space.clone(),
+            state_dir: config.control.state_dir.clone(),
+            vpn_gateway,
+            sockets: HashMap::new(),
+            ike_sockets: HashMap::new(),
+            vnet_routes: BTreeSet::new(),
+            freed: HashMap::new(),
+        };
+        let worker = |dp: &mut Dataplane, waker: Option<Arc<Waker>>| -> Result<Worker> {
+            let w = match waker {
+                Some(w) => w,
+                None => Arc::new(Waker::new().context("eventfd")?),
+            };
+            let ack = Arc::new(AtomicU64::new(0));
+            dp.wakers.push(w.clone());
+            dp.acks.push(ack.clone());
+            Ok(Worker::new(
+                stop.clone(),
+                w,
+                clock,
+                shared.clone(),
+                ack,
+                vnet_tun.clone(),
+            ))
+        };
+        let (eg, ing) = build(&spec, 0);
+        let ctx = worker(&mut dp, None)?;
+        dp.workers.push(
+            std::thread::Builder::new()
+                .name("egress".into())
+                .spawn(move || ctx.run(Dir::Egress, Half::Egress(eg), bps, burst))?,
+        );
+        let ctx = worker(&mut dp, None)?;
+        dp.workers.push(
+            std::thread::Builder::new()
+                .name("circuit-ingress".into())
+                .spawn(move || ctx.run(Dir::Ingress, Half::Ingress(ing), bps, burst))?,
+        );
         if let Some(gateway) = vpn_gateway {
             // The tunnel ingress worker has its own pipeline half (shapers per gateway and
             // direction are only ever used by one worker: the Vpn gateway's ingress here).
             let (_, ing) = build(&spec, 0);
-            let ctx = worker(&mut wakers)?;
-            let tunnel_waker = ctx.waker.clone();
-            let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
-            let inbox = std::sync::mpsc::channel();
-            let ike_waker = Arc::new(Waker::new().context("eventfd")?);
-            let with_ike = !ike_peers.is_empty();
+            let ctx = worker(&mut dp, Some(tunnel_waker))?;
             let inputs = TunnelInputs {
-                sockets: sockets.clone(),
-                inbound: Inbound::new(inbound),
-                cmds: with_ike.then_some(cmd_rx),
-                ike: with_ike.then(|| (inbox.0.clone(), ike_waker.clone())),
-                senders,
+                inbound: crate::tunnel::Inbound::new(Vec::new()),
+                cmds: cmd_rx,
+                ike: dp
+                    .ike
+                    .as_ref()
+                    .map(|_| (inbox.0.clone(), ike_waker.clone())),
                 gateway,
-                vnet: vnet_tun.clone(),
             };
-            workers.push(
+            dp.workers.push(
                 std::thread::Builder::new()
                     .name("tunnel-ingress".into())
-                    .spawn({
-                        let live_t = live.clone();
-                        move || ctx.run_tunnels(inputs, bps, burst, ing, live_t)
-                    })?,
+                    .spawn(move || ctx.run_tunnels(inputs, bps, burst, ing))?,
             );
-            if with_ike {
-                let by_local = socket_of
-                    .iter()
-                    .map(|(addr, &i)| (*addr, sockets[i].clone()))
-                    .collect();
-                ike = Some(crate::ike::start(
-                    ike_peers,
-                    &vnet_cfg.address_space,
-                    by_local,
-                    cmd_tx,
-                    tunnel_waker,
-                    inbox,
-                    ike_waker,
-                )?);
+        }
+        let skus: Vec<Sku> = config.gateways.iter().map(|g| g.sku).collect();
+        let first = plan(&Topology::default(), &config.connections);
+        let prepared = dp.prepare(first, &skus)?;
+        dp.commit(prepared);
+        Ok(dp)
+    }
+
+    /// Makes what `plan` needs (TUNs, sockets, SAs) without changing anything running: an
+    /// error leaves the data plane as it was (what was made is closed again). `skus` are the
+    /// gateways' SKUs after the reload (for the tunnels' caps).
+    pub fn prepare(&self, plan: Plan, skus: &[Sku]) -> Result<Prepared> {
+        let current = self.shared.topology();
+        let removed: Vec<&Slot> = plan.remove.iter().filter_map(|&i| current.get(i)).collect();
+        // Free slots: empty before this reload and out of quarantine; then new ones.
+        let now = Instant::now();
+        let mut free = current
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| {
+                s.is_none()
+                    && self
+                        .freed
+                        .get(i)
+                        .is_none_or(|at| now.duration_since(*at) >= SLOT_QUARANTINE)
+            })
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()
+            .into_iter();
+        let mut next_new = current.slots.len();
+        let mut p = Prepared {
+            plan: Plan::default(),
+            added: Vec::new(),
+            reconfigure: Vec::new(),
+            sockets: self.sockets.clone(),
+            ike_sockets: self.ike_sockets.clone(),
+        };
+        for c in &plan.add {
+            let slot = free.next().unwrap_or_else(|| {
+                next_new += 1;
+                next_new - 1
+            });
+            let up = Arc::new(AtomicBool::new(true));
+            let counters = Arc::new(PathCounters::default());
+            let sku = skus
+                .get(c.gateway_index)
+                .copied()
+                .context("connection names an unknown gateway")?;
+            let (output, esp, tunnel, mtu, ready) = match &c.kind {
+                ConnectionKind::ExpressRoute { interface } => {
+                    // A replaced circuit on the same interface hands its TUN over.
+                    let reuse = removed.iter().find_map(|s| match &s.config.kind {
+                        ConnectionKind::ExpressRoute { interface: old }
+                            if old.name == interface.name && old.netns == interface.netns =>
+                        {
+                            s.circuit().cloned()
+                        }
+                        _ => None,
+                    });
+                    let tun = match reuse {
+                        Some(t) => {
+                            p.reconfigure.push(interface.clone());
+                            t
+                        }
+                        None => {
+                            let t = Arc::new(
+                                open_tun(interface)
+                                    .with_context(|| format!("connection `{}`", c.name))?,
+                            );
+                            install_routes(interface, &self.vnet_space)
+                                .with_context(|| format!("connection `{}`", c.name))?;
+                            t
+                        }
+                    };
+                    (
+                        Output::Tun(tun),
+                        None,
+                        None,
+                        interface.mtu as usize,
+                        Ready::Circuit,
+                    )
+                }
+                ConnectionKind::IPsec(ipsec) => {
+                    if self.vpn_gateway != Some(c.gateway_index) {
+                        anyhow::bail!(
+                            "connection `{}`: IPsec connections need the Vpn gateway the daemon \
+                             started with",
+                            c.name
+                        );
+                    }
+                    let local = SocketAddr::new(ipsec.local_address, ipsec.local_port);
+                    let socket = match p.sockets.get(&local) {
+                        Some(s) => s.clone(),
+                        None => {
+                            let s = Arc::new(
+                                UdpSocket::bind(local, None, &UdpOptions::default()).with_context(
+                                    || {
+                                        format!(
+                                            "connection `{}`: binding the underlay socket",
+                                            c.name
+                                        )
+                                    },
+                                )?,
+                            );
+                            p.sockets.insert(local, s.clone());
+                            s
+                        }
+                    };
+                    let peer = SocketAddr::new(ipsec.peer_address, ipsec.peer_port);
+                    let (tx, esp, ready) = match &ipsec.keying {
+                        Keying::Manual(sa) => {
+                            let esp = Arc::new(EspState::new(
+                                sa.cipher.name(),
+                                sa.esn,
+                                sa.out_spi,
+                                sa.in_spi,
+                            ));
+                            let shares_lease = removed.iter().any(|s| {
+                                matches!(&s.config.kind, ConnectionKind::IPsec(i)
+                                    if i.keying.manual().is_some_and(|m| m.out_spi == sa.out_spi))
+                            });
+                            if shares_lease {
+                                let tx = TunnelTx::new(slot, socket, None, esp.clone());
+                                let ready = Ready::Manual {
+                                    inbound: None,
+                                    deferred: Some(Box::new(sa.clone())),
+                                };
+                                (Arc::new(tx), esp, ready)
+                            } else {
+                                let (out, inn) = manual_sas(&self.state_dir, &c.name, sa, peer)?;
+                                let tx = TunnelTx::new(slot, socket, Some(out), esp.clone());
+                                let entry = InboundEntry {
+                                    spi: sa.in_spi,
+                                    conn: slot,
+                                    sa: inn,
+                                    esp: esp.clone(),
+                                };
+                                let ready = Ready::Manual {
+                                    inbound: Some(Box::new(entry)),
+                                    deferred: None,
+                                };
+                                (Arc::new(tx), esp, ready)
+                            }
+                        }
+                        Keying::Ike(ike) => {
+                            // SAs come from the IKE thread; until then packets are dropped
+                            // (`esp_no_sa`), never sent in clear.
+                            let addr = ipsec.local_address;
+                            if let std::collections::hash_map::Entry::Vacant(v) =
+                                p.ike_sockets.entry(addr)
+                            {
+                                let at = SocketAddr::new(addr, IKE_PORT);
+                                let s = UdpSocket::bind(at, None, &UdpOptions::default())
+                                    .with_context(|| {
+                                        format!(
+                                            "connection `{}`: binding the IKE socket {at}",
+                                            c.name
+                                        )
+                                    })?;
+                                v.insert(Arc::new(s));
+                            }
+                            let esp = Arc::new(EspState::empty());
+                            let tx = Arc::new(TunnelTx::new(slot, socket, None, esp.clone()));
+                            let peer = IkePeer {
+                                conn: slot,
+                                name: c.name.clone(),
+                                ipsec: ipsec.clone(),
+                                ike: ike.clone(),
+                                prefixes: c.prefixes.clone(),
+                                tx: tx.clone(),
+                                counters: counters.clone(),
+                            };
+                            (tx, esp, Ready::Ike(Box::new(peer)))
+                        }
+                    };
+                    (
+                        Output::Tunnel(tx),
+                        Some(esp),
+                        Some(tunnel_params(ipsec, sku)),
+                        ipsec.mtu as usize,
+                        ready,
+                    )
+                }
+            };
+            let conn = Connection {
+                name: c.name.clone(),
+                gateway: c.gateway_index,
+                tunnel,
+                prefixes: c.prefixes.clone(),
+                routing_weight: c.routing_weight,
+                mtu,
+                up,
+                counters,
+            };
+            let s = Slot {
+                config: c.clone(),
+                conn,
+                output,
+                esp,
+            };
+            p.added.push((slot, s, ready));
+        }
+        p.plan = plan;
+        Ok(p)
+    }
+
+    /// Applies a prepared reload: the new topology goes to the workers (each takes it between
+    /// two batches; connections that stay keep their slot, shapers and SAs), then removed
+    /// tunnels are deleted in IKE, new SAs installed, routes nobody offers withdrawn.
+    pub fn commit(&mut self, p: Prepared) {
+        let Prepared {
+            plan,
+            added,
+            reconfigure,
+            mut sockets,
+            mut ike_sockets,
+        } = p;
+        let now = Instant::now();
+        let mut t = (*self.shared.topology()).clone();
+        let mut gone = Vec::new();
+        for &slot in &plan.remove {
+            if let Some(s) = t.slots.get_mut(slot).and_then(Option::take) {
+                self.freed.insert(slot, now);
+                gone.push((slot, s));
             }
         }
-        Ok(Dataplane {
-            shared: Arc::new(Shared {
-                vnet: vnet_counters,
-                gateways: gateway_counters,
-                connections,
-                esp: esp_states,
-                ike: ike.as_ref().map(|r| r.views.clone()),
-                live,
-                vnet_offload: vnet_tun.vnet_hdr(),
-                capture,
-            }),
-            stop,
-            wakers,
-            workers,
-            ike,
-        })
+        for (slot, cfg) in &plan.update {
+            if let Some(s) = t.slots.get_mut(*slot).and_then(Option::as_mut) {
+                s.conn.prefixes = cfg.prefixes.clone();
+                s.conn.routing_weight = cfg.routing_weight;
+                s.config = cfg.clone();
+            }
+        }
+        let mut ready = Vec::new();
+        for (slot, s, r) in added {
+            if t.slots.len() <= slot {
+                t.slots.resize(slot + 1, None);
+            }
+            self.freed.remove(&slot);
+            ready.push((slot, s.config.name.clone(), s.tunnel().cloned(), r));
+            t.slots[slot] = Some(s);
+        }
+        for iface in &reconfigure {
+            if let Err(e) = configure(iface)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| install_routes(iface, &self.vnet_space))
+            {
+                tracing::warn!(interface = %iface.name, error = %format!("{e:#}"), "reconfiguring a reused interface failed");
+            }
+        }
+        // New routes toward on-premises before the workers route over the new connections.
+        let wanted: BTreeSet<Prefix> = t
+            .iter()
+            .flat_map(|(_, s)| s.conn.prefixes.iter().copied())
+            .filter(|p| routed_by(&self.vnet_iface, p))
+            .collect();
+        for p in wanted.difference(&self.vnet_routes) {
+            if let Err(e) = link::add_route(
+                self.vnet_iface.netns.as_deref(),
+                &p.to_string(),
+                &self.vnet_iface.name,
+            ) {
+                tracing::warn!(prefix = %p, error = %e, "adding a VNet-side route failed");
+            }
+        }
+        // Sockets nobody uses any more are closed when the last reference goes.
+        let used: HashSet<SocketAddr> = t
+            .iter()
+            .filter_map(|(_, s)| s.tunnel().map(|tx| tx.socket().local_addr()))
+            .collect();
+        sockets.retain(|a, _| used.contains(a));
+        let ike_used: HashSet<IpAddr> = t
+            .iter()
+            .filter_map(|(_, s)| match &s.config.kind {
+                ConnectionKind::IPsec(i) if i.keying.ike().is_some() => Some(i.local_address),
+                _ => None,
+            })
+            .collect();
+        ike_sockets.retain(|a, _| ike_used.contains(a));
+        let generation = self.shared.publish(t);
+        self.wait_acks(generation);
+
+        // No worker routes to a removed connection any more.
+        for (slot, s) in &gone {
+            if let Some(tx) = s.tunnel() {
+                let is_ike =
+                    matches!(&s.config.kind, ConnectionKind::IPsec(i) if i.keying.ike().is_some());
+                if is_ike {
+                    if let Some(ike) = &self.ike {
+                        ike.send(IkeCmd::Remove(*slot));
+                    }
+                } else {
+                    // Stops sealing and releases the sequence-number lease.
+                    tx.set_outbound(None);
+                }
+            }
+            tracing::info!(connection = %s.config.name, "connection removed");
+        }
+        if let Some(ike) = &self.ike {
+            ike.send(IkeCmd::Sockets(ike_sockets.values().cloned().collect()));
+        }
+        for (slot, name, tx, r) in ready {
+            match r {
+                Ready::Circuit => {}
+                Ready::Manual { inbound, deferred } => {
+                    let entry = match (inbound, deferred, &tx) {
+                        (Some(e), _, _) => Some(*e),
+                        (None, Some(sa), Some(tx)) => {
+                            let peer = tx.esp.clone();
+                            let dest = self.shared.topology().get(slot).and_then(|s| {
+                                match &s.config.kind {
+                                    ConnectionKind::IPsec(i) => {
+                                        Some(SocketAddr::new(i.peer_address, i.peer_port))
+                                    }
+                                    _ => None,
+                                }
+                            });
+                            match dest.map(|d| manual_sas(&self.state_dir, &name, &sa, d)) {
+                                Some(Ok((out, inn))) => {
+                                    tx.set_outbound(Some(out));
+                                    Some(InboundEntry {
+                                        spi: sa.in_spi,
+                                        conn: slot,
+                                        sa: inn,
+                                        esp: peer,
+                                    })
+                                }
+                                Some(Err(e)) => {
+                                    tracing::error!(connection = %name, error = %format!("{e:#}"), "manual SAs not installed: the tunnel drops its packets (esp_no_sa)");
+                                    None
+                                }
+                                None => None,
+                            }
+                        }
+                        _ => None,
+                    };
+                    if let (Some(e), Some((cmds, waker))) = (entry, &self.inbound) {
+                        let _ = cmds.send(InboundCmd::Install(e));
+                        let _ = waker.wake();
+                    }
+                }
+                Ready::Ike(peer) => {
+                    if let Some(ike) = &self.ike {
+                        ike.send(IkeCmd::Add(peer));
+                    }
+                }
+            }
+            tracing::info!(connection = %name, slot, "connection added");
+        }
+        for (_, cfg) in &plan.update {
+            tracing::info!(connection = %cfg.name, "connection updated in place");
+        }
+        for p in self.vnet_routes.difference(&wanted) {
+            if let Err(e) = link::del_route(
+                self.vnet_iface.netns.as_deref(),
+                &p.to_string(),
+                &self.vnet_iface.name,
+            ) {
+                tracing::warn!(prefix = %p, error = %e, "withdrawing a VNet-side route failed");
+            }
+        }
+        self.vnet_routes = wanted;
+        self.sockets = sockets;
+        self.ike_sockets = ike_sockets;
+    }
+
+    /// Wakes every worker and waits (bounded) until each has taken `generation`.
+    fn wait_acks(&self, generation: u64) {
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        while self
+            .acks
+            .iter()
+            .any(|a| a.load(Ordering::Acquire) < generation)
+        {
+            if self.stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                tracing::warn!(generation, "a worker did not take the new topology in time");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Stops the workers and waits for them; the TUNs close when the last reference goes.

@@ -8,10 +8,13 @@
 //! it); a deleted pair is removed; a tunnel without an SA drops its packets (`esp_no_sa`).
 //! Ten times a second the thread feeds the engine the bytes each tunnel carried (byte lifetimes) and
 //! whether authenticated ESP arrived (liveness, so dead peer detection need not probe).
+//!
+//! Tunnels come and go with config reloads ([`IkeCmd`]): an added one is a new engine peer (it
+//! initiates at once when configured to), a removed one has its IKE SA deleted (a Delete sent
+//! to the peer) and its Child SAs removed from the data plane.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -28,7 +31,7 @@ use causeway_ike::crypto::{EncrAlg, EspKeys, EspProposal, IntegAlg, SecretBytes,
 use causeway_ike::engine::{Endpoint, Event, PeerConfig};
 use causeway_ike::wire::TrafficSelector;
 use causeway_sys::poll::{wait_readable, Waker};
-use causeway_sys::udp::{UdpOptions, UdpSocket};
+use causeway_sys::udp::UdpSocket;
 
 use crate::config::{IkeConfig, IpsecConfig};
 use crate::tunnel::{InboundCmd, InboundEntry, Outbound, TunnelTx};
@@ -60,16 +63,25 @@ pub struct IkeView {
     pub last_error: Option<String>,
 }
 
-/// The IKE views the control thread reads: (connection index, view) per IKE peer.
+/// The IKE views the control thread reads: (connection slot, view) per IKE peer.
 pub type IkeViews = Arc<Mutex<Vec<(usize, IkeView)>>>;
+
+/// Changes to the IKE peers (config reloads), applied in order.
+pub enum IkeCmd {
+    /// A new IKE-keyed tunnel.
+    Add(Box<IkePeer>),
+    /// The tunnel of this connection slot is gone: delete its SAs.
+    Remove(usize),
+    /// The UDP 500 sockets now in use (one per local address with an IKE tunnel).
+    Sockets(Vec<Arc<UdpSocket>>),
+}
 
 /// A datagram for the IKE engine: (local address, remote address, IKE message).
 pub type IkeDatagram = (SocketAddr, SocketAddr, Vec<u8>);
 
 /// The running IKE thread.
 pub struct IkeRuntime {
-    /// Where the tunnel ingress worker sends IKE messages that arrived on port 4500.
-    pub inbox: Sender<IkeDatagram>,
+    cmds: Sender<IkeCmd>,
     pub waker: Arc<Waker>,
     /// By IKE peer index (the order of `IkePeer`s), with the connection index.
     pub views: IkeViews,
@@ -78,6 +90,12 @@ pub struct IkeRuntime {
 }
 
 impl IkeRuntime {
+    /// Queues a change for the IKE thread and wakes it.
+    pub fn send(&self, cmd: IkeCmd) {
+        let _ = self.cmds.send(cmd);
+        let _ = self.waker.wake();
+    }
+
     /// Stops the thread after it has sent a DELETE for every IKE SA (best effort).
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -123,97 +141,35 @@ fn selectors(prefixes: &[Prefix]) -> Vec<TrafficSelector> {
         .collect()
 }
 
-/// Starts the IKE thread. `sockets_4500` are the tunnel sockets by local address; `inbound` and
-/// `tunnel_waker` reach the tunnel ingress worker.
+/// Starts the IKE thread, with no peers yet (they come as [`IkeCmd`]s). `inbound` and
+/// `tunnel_waker` reach the tunnel ingress worker; `inbox` brings the IKE messages it receives
+/// on port 4500.
 pub fn start(
-    peers: Vec<IkePeer>,
     vnet_space: &[Prefix],
-    sockets_4500: HashMap<SocketAddr, Arc<UdpSocket>>,
     inbound: Sender<InboundCmd>,
     tunnel_waker: Arc<Waker>,
-    inbox: (Sender<IkeDatagram>, Receiver<IkeDatagram>),
+    inbox: Receiver<IkeDatagram>,
     waker: Arc<Waker>,
 ) -> Result<IkeRuntime> {
-    // UDP 500 on every local address that has an IKE tunnel.
-    let mut sockets_500: Vec<Arc<UdpSocket>> = Vec::new();
-    let mut by_addr: HashMap<IpAddr, usize> = HashMap::new();
-    for p in &peers {
-        let addr = p.ipsec.local_address;
-        if by_addr.contains_key(&addr) {
-            continue;
-        }
-        let local = SocketAddr::new(addr, IKE_PORT);
-        let s = UdpSocket::bind(local, None, &UdpOptions::default())
-            .with_context(|| format!("connection `{}`: binding the IKE socket {local}", p.name))?;
-        by_addr.insert(addr, sockets_500.len());
-        sockets_500.push(Arc::new(s));
-    }
-    let local_ts = selectors(vnet_space);
-    let configs: Vec<PeerConfig> = peers
-        .iter()
-        .map(|p| PeerConfig {
-            name: p.name.clone(),
-            local: p.ipsec.local_address,
-            remote: p.ipsec.peer_address,
-            psk: SecretBytes::from_slice(p.ike.psk.as_bytes()),
-            local_id: p.ike.local_id.clone(),
-            remote_id: p.ike.remote_id.clone(),
-            ike_proposals: p.ike.ike_proposals.clone(),
-            // libipsec peers (strongSwan) cannot do ESN: never propose it.
-            esp_proposals: p
-                .ike
-                .esp_proposals
-                .iter()
-                .filter(|e| esp_cipher(e).is_some())
-                .cloned()
-                .collect(),
-            local_ts: local_ts.clone(),
-            remote_ts: selectors(&p.prefixes),
-            initiate: p.ike.initiate,
-            ike_lifetime: p.ike.ike_lifetime,
-            child_lifetime: p.ike.child_lifetime,
-            child_lifetime_bytes: p.ike.child_lifetime_bytes,
-            dpd_timeout: p.ike.dpd_timeout,
-        })
-        .collect();
     let stop = Arc::new(AtomicBool::new(false));
-    let views = Arc::new(Mutex::new(
-        peers
-            .iter()
-            .map(|p| {
-                (
-                    p.conn,
-                    IkeView {
-                        state: "Connecting".into(),
-                        ..IkeView::default()
-                    },
-                )
-            })
-            .collect(),
-    ));
-    let (tx_inbox, rx_inbox) = inbox;
-    let mut ctx = Ctx {
-        endpoint: Endpoint::new(configs, Box::new(SystemRandom), Instant::now()),
-        peers,
-        sockets_500,
-        by_addr,
-        sockets_4500,
+    let views = Arc::new(Mutex::new(Vec::new()));
+    let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
+    let ctx = Ctx {
+        endpoint: Endpoint::new(Vec::new(), Box::new(SystemRandom), Instant::now()),
+        local_ts: selectors(vnet_space),
+        peers: Vec::new(),
+        sockets_500: Vec::new(),
         inbound,
         tunnel_waker,
         views: views.clone(),
-        last_bytes: Vec::new(),
-        last_alive: Vec::new(),
-        current_in: Vec::new(),
     };
-    ctx.last_bytes = vec![0; ctx.peers.len()];
-    ctx.last_alive = vec![0; ctx.peers.len()];
-    ctx.current_in = vec![None; ctx.peers.len()];
     let (w, s) = (waker.clone(), stop.clone());
     let thread = std::thread::Builder::new()
         .name("ike".into())
-        .spawn(move || ctx.run(&w, &s, rx_inbox))?;
+        .spawn(move || ctx.run(&w, &s, inbox, cmd_rx))
+        .context("starting the IKE thread")?;
     Ok(IkeRuntime {
-        inbox: tx_inbox,
+        cmds: cmd_tx,
         waker,
         views,
         stop,
@@ -221,33 +177,74 @@ pub fn start(
     })
 }
 
+/// The engine's view of a tunnel.
+fn peer_config(p: &IkePeer, local_ts: &[TrafficSelector]) -> PeerConfig {
+    PeerConfig {
+        name: p.name.clone(),
+        local: p.ipsec.local_address,
+        remote: p.ipsec.peer_address,
+        psk: SecretBytes::from_slice(p.ike.psk.as_bytes()),
+        local_id: p.ike.local_id.clone(),
+        remote_id: p.ike.remote_id.clone(),
+        ike_proposals: p.ike.ike_proposals.clone(),
+        // libipsec peers (strongSwan) cannot do ESN: never propose it.
+        esp_proposals: p
+            .ike
+            .esp_proposals
+            .iter()
+            .filter(|e| esp_cipher(e).is_some())
+            .cloned()
+            .collect(),
+        local_ts: local_ts.to_vec(),
+        remote_ts: selectors(&p.prefixes),
+        initiate: p.ike.initiate,
+        ike_lifetime: p.ike.ike_lifetime,
+        child_lifetime: p.ike.child_lifetime,
+        child_lifetime_bytes: p.ike.child_lifetime_bytes,
+        dpd_timeout: p.ike.dpd_timeout,
+    }
+}
+
+/// An engine peer and what the thread tracks of it.
+struct Tracked {
+    peer: IkePeer,
+    last_bytes: u64,
+    last_alive: u64,
+    /// The inbound SPI of its current child SA (for byte accounting).
+    current_in: Option<u32>,
+}
+
 struct Ctx {
     endpoint: Endpoint,
-    peers: Vec<IkePeer>,
+    /// The VNet's traffic selectors (every tunnel's local side).
+    local_ts: Vec<TrafficSelector>,
+    /// By engine peer index (None: a removed peer's free index).
+    peers: Vec<Option<Tracked>>,
     sockets_500: Vec<Arc<UdpSocket>>,
-    by_addr: HashMap<IpAddr, usize>,
-    sockets_4500: HashMap<SocketAddr, Arc<UdpSocket>>,
     inbound: Sender<InboundCmd>,
     tunnel_waker: Arc<Waker>,
     views: IkeViews,
-    last_bytes: Vec<u64>,
-    last_alive: Vec<u64>,
-    /// The inbound SPI of each peer's current child SA (for byte accounting).
-    current_in: Vec<Option<u32>>,
 }
 
 /// How often traffic is reported to the engine (fine enough for byte lifetimes of a few MB).
 const TICK: Duration = Duration::from_millis(100);
 
 impl Ctx {
-    fn run(mut self, waker: &Waker, stop: &AtomicBool, inbox: Receiver<IkeDatagram>) {
-        let sockets = self.sockets_500.clone();
-        let mut fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|s| s.as_fd()).collect();
-        fds.push(waker.as_fd());
-        let mut ready = vec![false; fds.len()];
+    fn run(
+        mut self,
+        waker: &Waker,
+        stop: &AtomicBool,
+        inbox: Receiver<IkeDatagram>,
+        cmds: Receiver<IkeCmd>,
+    ) {
         let mut buf = vec![0u8; 65_535];
         let mut next_tick = Instant::now() + TICK;
         loop {
+            // The sockets change with reloads: cheap to rebuild on this control-plane thread.
+            let sockets = self.sockets_500.clone();
+            let mut fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|s| s.as_fd()).collect();
+            fds.push(waker.as_fd());
+            let mut ready = vec![false; fds.len()];
             let now = Instant::now();
             let deadline = self
                 .endpoint
@@ -267,6 +264,9 @@ impl Ctx {
                 return;
             }
             let now = Instant::now();
+            while let Ok(cmd) = cmds.try_recv() {
+                self.command(now, cmd);
+            }
             for (i, s) in sockets.iter().enumerate() {
                 if !ready[i] {
                     continue;
@@ -294,16 +294,66 @@ impl Ctx {
         }
     }
 
+    /// Applies a reload's change to the peers.
+    fn command(&mut self, now: Instant, cmd: IkeCmd) {
+        match cmd {
+            IkeCmd::Add(peer) => {
+                let config = peer_config(&peer, &self.local_ts);
+                let i = self.endpoint.add_peer(now, config);
+                if self.peers.len() <= i {
+                    self.peers.resize_with(i + 1, || None);
+                }
+                tracing::info!(connection = %peer.name, initiate = peer.ike.initiate, "IKE peer added");
+                self.peers[i] = Some(Tracked {
+                    peer: *peer,
+                    last_bytes: 0,
+                    last_alive: 0,
+                    current_in: None,
+                });
+            }
+            IkeCmd::Remove(slot) => {
+                let Some(i) = self
+                    .peers
+                    .iter()
+                    .position(|p| p.as_ref().is_some_and(|p| p.peer.conn == slot))
+                else {
+                    return;
+                };
+                // The Delete goes out and the Child SAs come down (events applied by the
+                // flush, while the peer is still known), then the index is free.
+                self.endpoint.remove_peer(now, i);
+                self.flush();
+                if let Some(t) = self.peers[i].take() {
+                    t.peer.tx.set_outbound(None);
+                    tracing::info!(connection = %t.peer.name, "IKE peer removed");
+                }
+            }
+            IkeCmd::Sockets(s) => self.sockets_500 = s,
+        }
+    }
+
+    fn tracked(&self, peer: usize) -> Option<&IkePeer> {
+        self.peers.get(peer)?.as_ref().map(|t| &t.peer)
+    }
+
     /// Sends what the engine has to send, and applies its events.
     fn flush(&mut self) {
         while let Some(t) = self.endpoint.poll_transmit() {
             let sent = if t.local.port() == IKE_PORT && t.remote.port() == IKE_PORT {
-                self.by_addr
-                    .get(&t.local.ip())
-                    .map(|&i| self.sockets_500[i].send_to(&t.data, t.remote))
+                self.sockets_500
+                    .iter()
+                    .find(|s| s.local_addr().ip() == t.local.ip())
+                    .map(|s| s.send_to(&t.data, t.remote))
             } else {
-                // Port 4500: the non-ESP marker tells IKE from ESP (RFC 3948).
-                self.sockets_4500.get(&t.local).map(|s| {
+                // Port 4500: the non-ESP marker tells IKE from ESP (RFC 3948). The tunnels on
+                // that address share one socket.
+                let socket = self
+                    .peers
+                    .iter()
+                    .flatten()
+                    .map(|p| p.peer.tx.socket())
+                    .find(|s| s.local_addr() == t.local);
+                socket.map(|s| {
                     let mut msg = Vec::with_capacity(4 + t.data.len());
                     msg.extend_from_slice(&NON_ESP_MARKER);
                     msg.extend_from_slice(&t.data);
@@ -333,9 +383,10 @@ impl Ctx {
                 remote,
                 replaces,
             } => {
-                let Some(p) = self.peers.get(peer) else {
+                let Some(Some(t)) = self.peers.get_mut(peer) else {
                     return;
                 };
+                let p = &t.peer;
                 let Some(cipher) = esp_cipher(&esp) else {
                     tracing::error!(connection = %p.name, proposal = %esp, "negotiated ESP transform the data plane cannot do");
                     return;
@@ -377,7 +428,7 @@ impl Ctx {
                     lease: None,
                     peer: remote,
                 }));
-                self.current_in[peer] = Some(inbound_spi);
+                t.current_in = Some(inbound_spi);
                 tracing::info!(
                     connection = %p.name,
                     esp = %esp,
@@ -392,31 +443,32 @@ impl Ctx {
                 inbound_spi,
                 outbound_spi,
             } => {
-                let Some(p) = self.peers.get(peer) else {
+                let Some(Some(t)) = self.peers.get_mut(peer) else {
                     return;
                 };
+                let p = &t.peer;
                 let _ = self.inbound.send(InboundCmd::Remove(inbound_spi));
                 let _ = self.tunnel_waker.wake();
                 if p.tx.esp.out_spi.load(Ordering::Relaxed) == outbound_spi {
                     p.tx.set_outbound(None);
                 }
-                if self.current_in[peer] == Some(inbound_spi) {
-                    self.current_in[peer] = None;
+                if t.current_in == Some(inbound_spi) {
+                    t.current_in = None;
                 }
                 tracing::info!(connection = %p.name, spi_in = format_args!("{inbound_spi:#010x}"), "child SA removed");
             }
             Event::IkeUp { peer } => {
-                if let Some(p) = self.peers.get(peer) {
+                if let Some(p) = self.tracked(peer) {
                     tracing::info!(connection = %p.name, "IKE SA established");
                 }
             }
             Event::IkeDown { peer, reason } => {
-                if let Some(p) = self.peers.get(peer) {
+                if let Some(p) = self.tracked(peer) {
                     tracing::warn!(connection = %p.name, %reason, "IKE SA down");
                 }
             }
             Event::Error { peer, message } => {
-                if let Some(p) = self.peers.get(peer) {
+                if let Some(p) = self.tracked(peer) {
                     tracing::warn!(connection = %p.name, error = %message, "IKE");
                 }
             }
@@ -425,26 +477,31 @@ impl Ctx {
 
     /// Bytes carried since the last tick (byte lifetimes), and liveness.
     fn report_traffic(&mut self, now: Instant) {
-        for (i, p) in self.peers.iter().enumerate() {
+        for (i, t) in self.peers.iter_mut().enumerate() {
+            let Some(t) = t else { continue };
+            let p = &t.peer;
             let bytes = p.counters.egress.bytes.get() + p.counters.ingress.bytes.get();
-            let delta = bytes.saturating_sub(self.last_bytes[i]);
-            self.last_bytes[i] = bytes;
-            if let (Some(spi), true) = (self.current_in[i], delta > 0) {
+            let delta = bytes.saturating_sub(t.last_bytes);
+            t.last_bytes = bytes;
+            if let (Some(spi), true) = (t.current_in, delta > 0) {
                 self.endpoint.child_bytes(now, i, spi, delta);
             }
             let alive = p.tx.esp.in_packets.load(Ordering::Relaxed);
-            if alive != self.last_alive[i] {
-                self.last_alive[i] = alive;
+            if alive != t.last_alive {
+                t.last_alive = alive;
                 self.endpoint.child_alive(now, i);
             }
         }
     }
 
     fn publish(&self) {
-        let mut views = self.views.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, (_, v)) in views.iter_mut().enumerate() {
-            *v = view(&self.endpoint, i);
-        }
+        let fresh: Vec<(usize, IkeView)> = self
+            .peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| Some((t.as_ref()?.peer.conn, view(&self.endpoint, i))))
+            .collect();
+        *self.views.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
     }
 }
 

@@ -50,8 +50,12 @@ SIGNALS:
       Stop: the daemon logs `stopping`, stops forwarding, removes the control socket, closes its
       TUNs (the kernel removes them with their addresses and routes) and sockets, logs `stopped`
       and exits with status 0.
-  Other signals are not handled, and there is no configuration reload (SIGHUP ends the daemon
-  without the clean stop, leaving a stale control socket that the next start removes).
+  SIGHUP
+      Reload: re-read the config file and apply the difference (added connections come up,
+      removed ones go down, unchanged ones are not touched); an invalid file or a change that
+      needs a restart is refused whole and logged. `causeway reload` does the same and prints
+      the outcome.
+  Other signals are not handled.
 
 EXIT STATUS:
   0  --check on a valid file, or a clean stop after SIGINT/SIGTERM.

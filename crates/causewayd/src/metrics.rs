@@ -1,6 +1,7 @@
 //! The Prometheus metrics endpoint (`[metrics] listen`): a small blocking HTTP/1.1 server that
-//! answers `GET /metrics` with the counters of `causeway stats` and a few gauges of
-//! `causeway status`, in the Prometheus text exposition format (version 0.0.4).
+//! answers `GET /metrics` with the counters of `causeway stats`, a few gauges of
+//! `causeway status` and the per-stage latency histograms (`stages` of `causeway stats`), in the
+//! Prometheus text exposition format (version 0.0.4).
 //!
 //! The numbers come from the same [`Status`] and [`Stats`] the control socket sends, so the two
 //! never disagree on what a counter means (docs/CLI.md, "Metrics").
@@ -14,7 +15,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use causeway_api::http;
-use causeway_api::{DirStats, Stats, Status};
+use causeway_api::{DirStats, StageStats, Stats, Status};
+use causeway_engine::latency::{StageHistograms, DEFAULT_SAMPLE_EVERY};
 
 /// Largest request head (request line and headers) accepted.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
@@ -318,8 +320,71 @@ impl Counters {
     }
 }
 
-/// The whole exposition: the counters of `stats` (levels `vnet`, `gateway`, `connection`) and
-/// gauges from `status`.
+/// The workers' stage histograms as the `stages` of `causeway stats`: every stage, in
+/// [`Stage::ALL`](causeway_engine::latency::Stage::ALL) order, zeros included.
+pub fn stage_stats(h: &StageHistograms) -> Vec<StageStats> {
+    h.snapshot()
+        .into_iter()
+        .map(|(stage, s)| StageStats {
+            stage: stage.as_str().to_string(),
+            bounds_ns: s.bounds_ns,
+            counts: s.counts,
+            sum_ns: s.sum_ns,
+            count: s.count,
+        })
+        .collect()
+}
+
+/// Nanoseconds as decimal seconds, exactly (no float rounding): 250 is `0.00000025`, 5 ms
+/// `0.005`, 2 s `2`.
+fn seconds(ns: u64) -> String {
+    let (secs, frac) = (ns / 1_000_000_000, ns % 1_000_000_000);
+    if frac == 0 {
+        return secs.to_string();
+    }
+    let frac = format!("{frac:09}");
+    format!("{secs}.{}", frac.trim_end_matches('0'))
+}
+
+/// The histogram family of the per-stage latencies.
+const STAGE_DURATION: &str = "causeway_stage_duration_seconds";
+
+/// `causeway_stage_duration_seconds`: one histogram per stage (label `stage`), buckets
+/// cumulative and in seconds. The `+Inf` bucket and `_count` are the total of the counts, so
+/// they agree whatever the input.
+fn write_stages(out: &mut String, stages: &[StageStats]) {
+    let _ = writeln!(
+        out,
+        "# HELP {STAGE_DURATION} Time a packet spends in each processing stage (egress_pipeline, ingress_pipeline, tun_write, tunnel_seal, tunnel_open, shaper_hold); sampled: 1 packet in {DEFAULT_SAMPLE_EVERY} per worker, so _count counts samples, not packets."
+    );
+    let _ = writeln!(out, "# TYPE {STAGE_DURATION} histogram");
+    for s in stages {
+        let stage = escape(&s.stage);
+        let mut cumulative = 0u64;
+        for (bound, n) in s.bounds_ns.iter().zip(&s.counts) {
+            cumulative = cumulative.saturating_add(*n);
+            let _ = writeln!(
+                out,
+                "{STAGE_DURATION}_bucket{{stage=\"{stage}\",le=\"{}\"}} {cumulative}",
+                seconds(*bound)
+            );
+        }
+        let total = s.counts.iter().fold(0u64, |a, &n| a.saturating_add(n));
+        let _ = writeln!(
+            out,
+            "{STAGE_DURATION}_bucket{{stage=\"{stage}\",le=\"+Inf\"}} {total}"
+        );
+        let _ = writeln!(
+            out,
+            "{STAGE_DURATION}_sum{{stage=\"{stage}\"}} {}",
+            seconds(s.sum_ns)
+        );
+        let _ = writeln!(out, "{STAGE_DURATION}_count{{stage=\"{stage}\"}} {total}");
+    }
+}
+
+/// The whole exposition: the counters of `stats` (levels `vnet`, `gateway`, `connection`),
+/// gauges from `status` and the stage histograms of `stats`.
 pub fn render(status: &Status, stats: &Stats) -> String {
     let mut c = Counters::new();
     c.add("vnet", "", "", "egress", &stats.vnet.egress);
@@ -402,6 +467,7 @@ pub fn render(status: &Status, stats: &Stats) -> String {
     for f in [&bps, &pps, &up, &out_seq, &in_seq, &ike, &uptime] {
         f.write(&mut out);
     }
+    write_stages(&mut out, &stats.stages);
     out
 }
 
@@ -412,6 +478,7 @@ mod tests {
         ConnectionStats, ConnectionStatus, EspStats, GatewayStats, GatewayStatus, IkeStatus,
         InterfaceStatus, TunnelStatus, VnetStats, VnetStatus,
     };
+    use causeway_engine::latency::Stage;
     use std::collections::BTreeMap;
     use std::io::Write;
 
@@ -540,8 +607,85 @@ mod tests {
                     }],
                 },
             ],
+            stages: stages(),
         };
         (status, stats)
+    }
+
+    /// Stage histograms: egress_pipeline 80 ns, 100 ns (on a bound), 101 ns, 30 µs and 20 ms
+    /// (over the last bound); the others empty.
+    fn stages() -> Vec<StageStats> {
+        let h = StageHistograms::default();
+        for ns in [80, 100, 101, 30_000, 20_000_000] {
+            h.record(Stage::EgressPipeline, ns);
+        }
+        stage_stats(&h)
+    }
+
+    /// The checks a scraper would make: every sample belongs to the family of the last `# TYPE`
+    /// line (for a histogram, `_bucket`, `_sum` and `_count` samples), each family once, values
+    /// and `le` labels are floats, and each histogram's buckets are cumulative (never
+    /// decreasing, `le` ascending) and end with `le="+Inf"` equal to its `_count`.
+    fn check_exposition(text: &str) {
+        let mut seen = Vec::new();
+        let mut current = "";
+        let mut kind = "";
+        // The histogram series being read: its labels without `le`, last `le` and count.
+        let mut series: Option<(String, f64, u64)> = None;
+        let mut inf: Option<(String, u64)> = None;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, k) = rest.split_once(' ').unwrap();
+                assert!(!seen.contains(&name.to_string()), "{name} twice");
+                seen.push(name.to_string());
+                current = name;
+                kind = k;
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let name = line.split(['{', ' ']).next().unwrap();
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+            if kind != "histogram" {
+                assert_eq!(name, current, "{line}");
+                continue;
+            }
+            let suffix = name
+                .strip_prefix(current)
+                .unwrap_or_else(|| panic!("{line} not in {current}"));
+            let labels = line[name.len()..].rsplit_once(' ').unwrap().0;
+            match suffix {
+                "_bucket" => {
+                    let (rest, le) = labels.rsplit_once(",le=\"").unwrap();
+                    let le = le.strip_suffix("\"}").unwrap();
+                    let le_f = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse::<f64>().unwrap_or_else(|_| panic!("le {le}"))
+                    };
+                    let n: u64 = value.parse().unwrap();
+                    if let Some((s, last_le, last_n)) = &series {
+                        if s == rest && last_le.is_finite() {
+                            assert!(le_f > *last_le, "le not ascending: {line}");
+                            assert!(n >= *last_n, "not cumulative: {line}");
+                        }
+                    }
+                    if le == "+Inf" {
+                        inf = Some((format!("{rest}}}"), n));
+                    }
+                    series = Some((rest.to_string(), le_f, n));
+                }
+                "_sum" => {}
+                "_count" => {
+                    let (s, n) = inf.take().expect("_count without a +Inf bucket");
+                    assert_eq!(s, labels, "{line}");
+                    assert_eq!(value.parse::<u64>().unwrap(), n, "+Inf != _count: {line}");
+                }
+                _ => panic!("{line} not in {current}"),
+            }
+        }
     }
 
     #[test]
@@ -572,18 +716,71 @@ mod tests {
         // No packets/s limit for a SKU without one.
         assert!(!text.contains("causeway_gateway_packets_per_second_limit{gateway=\"vpn-gw\"}"));
         // Each family's samples follow its own HELP and TYPE lines, once.
-        let mut seen = Vec::new();
-        let mut current = "";
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let name = rest.split(' ').next().unwrap();
-                assert!(!seen.contains(&name.to_string()), "{name} twice");
-                seen.push(name.to_string());
-                current = name;
-            } else if !line.starts_with('#') {
-                let name = line.split(['{', ' ']).next().unwrap();
-                assert_eq!(name, current, "{line}");
-            }
+        check_exposition(&text);
+    }
+
+    #[test]
+    fn renders_stage_histograms_cumulative_in_seconds() {
+        let (status, stats) = sample();
+        let text = render(&status, &stats);
+        let b = |le: &str, n: u64| {
+            format!("causeway_stage_duration_seconds_bucket{{stage=\"egress_pipeline\",le=\"{le}\"}} {n}")
+        };
+        for line in [
+            "# TYPE causeway_stage_duration_seconds histogram".to_string(),
+            b("0.0000001", 2),
+            b("0.00000025", 3),
+            b("0.000025", 3),
+            b("0.00005", 4),
+            b("0.005", 4),
+            b("0.01", 4),
+            b("+Inf", 5),
+            "causeway_stage_duration_seconds_sum{stage=\"egress_pipeline\"} 0.020030281".into(),
+            "causeway_stage_duration_seconds_count{stage=\"egress_pipeline\"} 5".into(),
+            "causeway_stage_duration_seconds_bucket{stage=\"shaper_hold\",le=\"+Inf\"} 0".into(),
+            "causeway_stage_duration_seconds_sum{stage=\"tunnel_open\"} 0".into(),
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
+        assert_eq!(
+            text.matches("# HELP causeway_stage_duration_seconds ")
+                .count(),
+            1
+        );
+        assert!(text.contains("sampled: 1 packet in 64"));
+        // Every stage, each with 16 finite buckets and +Inf.
+        for s in Stage::ALL {
+            let prefix = format!(
+                "causeway_stage_duration_seconds_bucket{{stage=\"{}\",",
+                s.as_str()
+            );
+            assert_eq!(text.lines().filter(|l| l.starts_with(&prefix)).count(), 17);
+        }
+        check_exposition(&text);
+        // An older daemon's stats (no stages): the family is there, empty, and still valid.
+        let mut old = stats.clone();
+        old.stages.clear();
+        let text = render(&status, &old);
+        assert!(!text.contains("causeway_stage_duration_seconds_bucket"));
+        check_exposition(&text);
+    }
+
+    #[test]
+    fn seconds_are_exact_decimals() {
+        for (ns, s) in [
+            (0, "0"),
+            (100, "0.0000001"),
+            (250, "0.00000025"),
+            (1_000_000, "0.001"),
+            (2_500_000, "0.0025"),
+            (1_000_000_000, "1"),
+            (12_000_000_001, "12.000000001"),
+        ] {
+            assert_eq!(seconds(ns), s);
+            assert_eq!(s.parse::<f64>().unwrap(), ns as f64 / 1e9);
         }
     }
 

@@ -191,6 +191,11 @@ impl Inbound {
         self.entries.push(e);
     }
 
+    /// Keeps only the SAs for which `keep` is true.
+    pub fn retain(&mut self, keep: impl FnMut(&InboundEntry) -> bool) {
+        self.entries.retain(keep);
+    }
+
     /// Removes the SA with this SPI.
     pub fn remove(&mut self, spi: u32) {
         self.entries.retain(|x| x.spi != spi);

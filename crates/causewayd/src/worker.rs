@@ -4,14 +4,15 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use causeway_engine::counters::DropReason;
+use causeway_engine::latency::{Sampler, Stage};
 use causeway_engine::pipeline::{
-    Connection, Ingress, LiveLimits, PathCounters, Verdict, REPLY_BUF_LEN,
+    Connection, Egress, Ingress, LiveLimits, PathCounters, Verdict, REPLY_BUF_LEN,
 };
 use causeway_engine::shaper::BurstPolicy;
 use causeway_esp::{classify_udp4500, Udp4500, HEADROOM, TAILROOM};
@@ -23,6 +24,7 @@ use causeway_wire::ip::{fragment_v4, IpSummary};
 use causeway_wire::virtio::VirtioHdr;
 
 use crate::capture::{Capture, CaptureDir};
+use crate::dataplane::{Shared, Topology};
 use crate::ike::IkeDatagram;
 use crate::tunnel::{open_drop, Inbound, InboundCmd, TunnelTx, TxFail};
 
@@ -35,22 +37,100 @@ const UDP_BATCH: usize = 64;
 const UDP_BUF: usize = 16 * 1024;
 
 /// Where a connection's packets go.
-pub(crate) enum Output {
+#[derive(Clone)]
+pub enum Output {
     /// A TUN (a circuit, or the VNet side for ingress): written with the virtio header.
     Tun(Arc<Tun>),
     /// An IPsec tunnel: segmented, sealed and sent over the underlay.
     Tunnel(Arc<TunnelTx>),
+    /// A connection removed by a reload: what the shaper still held for it is dropped
+    /// (`connection_removed`).
+    Gone,
 }
 
 pub(crate) struct Worker {
-    pub stop: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
     pub waker: Arc<Waker>,
-    pub clock: Instant,
-    pub vnet_counters: Arc<PathCounters>,
-    pub gateways: Vec<Arc<PathCounters>>,
-    pub connections: Vec<Connection>,
+    clock: Instant,
+    vnet_counters: Arc<PathCounters>,
+    gateways: Vec<Arc<PathCounters>>,
+    shared: Arc<Shared>,
+    /// The topology generation this worker has taken (read by the reload that waits for it).
+    ack: Arc<AtomicU64>,
+    seen: u64,
+    vnet: Arc<Tun>,
+    /// The connections by slot as this worker last took them; an emptied slot keeps its old
+    /// connection without prefixes and down, so that late packets are still counted.
+    connections: Vec<Connection>,
     /// `causeway capture`: checked (one relaxed load) for every forwarded packet.
-    pub capture: Arc<Capture>,
+    capture: Arc<Capture>,
+}
+
+/// The pipeline half a TUN worker runs.
+pub(crate) enum Half {
+    Egress(Egress),
+    Ingress(Ingress),
+}
+
+impl Half {
+    #[inline]
+    fn process(
+        &mut self,
+        now: u64,
+        conn: usize,
+        v: &VirtioHdr,
+        pkt: &mut [u8],
+        reply: &mut [u8],
+        live: &[LiveLimits],
+    ) -> Verdict {
+        match self {
+            Half::Egress(e) => {
+                e.apply_live(now, live);
+                e.process(now, v, pkt, reply)
+            }
+            Half::Ingress(i) => {
+                i.apply_live(now, live);
+                i.process(now, conn, v, pkt, reply)
+            }
+        }
+    }
+
+    fn set_connections(&mut self, now: u64, c: Vec<Connection>) {
+        match self {
+            Half::Egress(e) => e.set_connections(now, c),
+            Half::Ingress(i) => i.set_connections(now, c),
+        }
+    }
+}
+
+/// The connections of a topology by slot, for a worker that had `prev`: an empty slot keeps
+/// the connection it had (without prefixes, down), so that what the shaper still holds for it
+/// is counted against its gateway.
+fn slot_connections(prev: &[Connection], t: &Topology) -> Vec<Connection> {
+    t.slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match s {
+            Some(s) => s.conn.clone(),
+            None => {
+                let mut c = prev.get(i).cloned().unwrap_or_else(|| Connection {
+                    name: String::new(),
+                    gateway: 0,
+                    tunnel: None,
+                    prefixes: Vec::new(),
+                    routing_weight: 0,
+                    mtu: 0,
+                    up: Arc::new(AtomicBool::new(false)),
+                    counters: Arc::new(PathCounters::default()),
+                });
+                if c.up.load(Ordering::Relaxed) || !c.prefixes.is_empty() {
+                    c.prefixes.clear();
+                    c.up = Arc::new(AtomicBool::new(false));
+                }
+                c
+            }
+        })
+        .collect()
 }
 
 /// Which half of the gateway a worker runs.
@@ -77,6 +157,8 @@ struct HeldEntry {
     conn: usize,
     at: u64,
     frag_mtu: Option<usize>,
+    /// A sampled packet: when the shaper took it (for the `shaper_hold` histogram).
+    since: Option<u64>,
 }
 
 /// Packets the shaper holds until their release time, in arrival order. The bytes live in one
@@ -114,7 +196,14 @@ impl Held {
     }
 
     /// Copies `bytes` in; false when the ring is full.
-    fn push(&mut self, bytes: &[u8], conn: usize, at: u64, frag_mtu: Option<usize>) -> bool {
+    fn push(
+        &mut self,
+        bytes: &[u8],
+        conn: usize,
+        at: u64,
+        frag_mtu: Option<usize>,
+        since: Option<u64>,
+    ) -> bool {
         let len = bytes.len();
         if self.ring.is_empty() {
             self.ring = vec![0; self.capacity];
@@ -147,6 +236,7 @@ impl Held {
             conn,
             at,
             frag_mtu,
+            since,
         });
         true
     }
@@ -202,9 +292,58 @@ fn read(tun: &Tun, buf: &mut [u8]) -> io::Result<Option<usize>> {
     }
 }
 
+/// Why a worker's inner loop returned.
+#[derive(PartialEq, Eq)]
+enum Next {
+    Stop,
+    /// A new topology was published.
+    Refresh,
+}
+
 impl Worker {
+    pub fn new(
+        stop: Arc<AtomicBool>,
+        waker: Arc<Waker>,
+        clock: Instant,
+        shared: Arc<Shared>,
+        ack: Arc<AtomicU64>,
+        vnet: Arc<Tun>,
+    ) -> Worker {
+        Worker {
+            stop,
+            waker,
+            clock,
+            vnet_counters: shared.vnet.clone(),
+            gateways: shared.gateways.clone(),
+            capture: shared.capture.clone(),
+            shared,
+            ack,
+            seen: 0,
+            vnet,
+            connections: Vec::new(),
+        }
+    }
+
     fn now(&self) -> u64 {
         self.clock.elapsed().as_nanos() as u64
+    }
+
+    /// Takes the published topology (the caller applies it, then calls [`Worker::ack`]).
+    fn refresh(&mut self) -> Arc<Topology> {
+        self.seen = self.shared.generation();
+        let t = self.shared.topology();
+        self.connections = slot_connections(&self.connections, &t);
+        t
+    }
+
+    fn ack(&self) {
+        self.ack.store(self.seen, Ordering::Release);
+    }
+
+    /// Whether a topology newer than the one this worker runs was published.
+    #[inline]
+    fn stale(&self) -> bool {
+        self.shared.generation() != self.seen
     }
 
     /// Blocks until one of `fds` (the inputs, then the waker) is readable, `deadline` (in the
@@ -234,35 +373,88 @@ impl Worker {
         }
     }
 
-    /// The worker loop of one direction over TUN inputs: `inputs` are read (egress: the VNet
-    /// TUN; ingress: the circuit TUNs, with `input_conns[i]` the connection of input `i`),
-    /// `process(now, conn, ..)` gives the verdict, forwarded packets go to `outputs[conn]`
-    /// (egress) or `outputs[0]` (ingress: the VNet TUN), replies back to the input they came
-    /// from.
-    #[allow(clippy::too_many_arguments)]
-    pub fn run(
-        self,
-        dir: Dir,
-        inputs: Vec<Arc<Tun>>,
-        input_conns: Vec<usize>,
-        outputs: Vec<Output>,
-        bits_per_sec: u64,
-        policy: BurstPolicy,
-        mut process: impl FnMut(u64, usize, &VirtioHdr, &mut [u8], &mut [u8]) -> Verdict,
-    ) {
+    /// The worker loop of one direction over TUN inputs: egress reads the VNet TUN and sends to
+    /// the connections' outputs; ingress reads the circuit TUNs and writes to the VNet TUN.
+    /// Between batches it takes each new topology (a reload): its pipeline half gets the new
+    /// connections, its inputs and outputs follow, what the shaper holds stays in order.
+    pub fn run(mut self, dir: Dir, mut half: Half, bits_per_sec: u64, policy: BurstPolicy) {
         let mut b = Buffers::new();
         let mut held = Held::new(bits_per_sec, &policy);
+        let live = self.shared.live.clone();
+        loop {
+            let t = self.refresh();
+            half.set_connections(self.now(), self.connections.clone());
+            let (inputs, input_conns, outputs): (Vec<Arc<Tun>>, Vec<usize>, Vec<Output>) = match dir
+            {
+                Dir::Egress => (
+                    vec![self.vnet.clone()],
+                    vec![0],
+                    t.slots
+                        .iter()
+                        .map(|s| s.as_ref().map_or(Output::Gone, |s| s.output.clone()))
+                        .collect(),
+                ),
+                Dir::Ingress => {
+                    let (tuns, conns) = t
+                        .iter()
+                        .filter_map(|(i, s)| s.circuit().map(|tun| (tun.clone(), i)))
+                        .unzip();
+                    (tuns, conns, vec![Output::Tun(self.vnet.clone())])
+                }
+            };
+            drop(t);
+            self.ack();
+            let next = self.serve(
+                dir,
+                &inputs,
+                &input_conns,
+                &outputs,
+                &mut half,
+                &live,
+                &mut held,
+                &mut b,
+            );
+            if next == Next::Stop {
+                return;
+            }
+        }
+    }
+
+    /// Serves one topology until it changes or the worker stops. `input_conns[i]` is the
+    /// connection of input `i` (ingress); forwarded packets go to `outputs[conn]` (egress) or
+    /// `outputs[0]` (ingress), replies back to the input they came from.
+    #[allow(clippy::too_many_arguments)]
+    fn serve(
+        &self,
+        dir: Dir,
+        inputs: &[Arc<Tun>],
+        input_conns: &[usize],
+        outputs: &[Output],
+        half: &mut Half,
+        live: &[LiveLimits],
+        held: &mut Held,
+        b: &mut Buffers,
+    ) -> Next {
         let mut ready = vec![false; inputs.len() + 1];
         let mut fds: Vec<BorrowedFd<'_>> = inputs.iter().map(|t| t.as_fd()).collect();
         fds.push(self.waker.as_fd());
+        let gone = Output::Gone;
+        let mut sampler = Sampler::default();
+        let stage = match dir {
+            Dir::Egress => Stage::EgressPipeline,
+            Dir::Ingress => Stage::IngressPipeline,
+        };
         let output = |conn: usize| -> &Output {
             match dir {
-                Dir::Egress => &outputs[conn],
+                Dir::Egress => outputs.get(conn).unwrap_or(&gone),
                 Dir::Ingress => &outputs[0],
             }
         };
         while self.wait(&fds, &mut ready, held.next_release()) {
-            self.release(&mut held, &mut b, &output, dir);
+            self.release(held, b, &output, dir);
+            if self.stale() {
+                return Next::Refresh;
+            }
             for (input, tun) in inputs.iter().enumerate() {
                 if !ready[input] {
                     continue;
@@ -292,14 +484,21 @@ impl Worker {
                         }
                         continue;
                     };
+                    let sample = sampler.should_sample();
                     let now = self.now();
-                    let verdict = process(
+                    let verdict = half.process(
                         now,
                         in_conn,
                         &v,
                         &mut b.pkt[VNET_HDR_LEN..n],
                         &mut b.reply[VNET_HDR_LEN..],
+                        live,
                     );
+                    if sample {
+                        self.shared
+                            .stages
+                            .record(stage, self.now().saturating_sub(now));
+                    }
                     let (conn, len, at, frag) = match verdict {
                         Verdict::Forward { conn, len, at } => (conn, len, at, None),
                         Verdict::Fragment { conn, len, mtu, at } => (conn, len, at, Some(mtu)),
@@ -326,14 +525,21 @@ impl Worker {
                     }
                     if held.is_empty() && at <= now {
                         let bytes = &b.pkt[..VNET_HDR_LEN + len];
-                        self.send(output(conn), bytes, frag, &mut b.tx, conn, dir);
-                    } else if !held.push(&b.pkt[..VNET_HDR_LEN + len], conn, at, frag) {
+                        self.send(output(conn), bytes, frag, &mut b.tx, conn, dir, sample);
+                    } else if !held.push(
+                        &b.pkt[..VNET_HDR_LEN + len],
+                        conn,
+                        at,
+                        frag,
+                        sample.then_some(now),
+                    ) {
                         self.count_drop(DropReason::ShapedBps, conn, dir);
                     }
                 }
             }
-            self.release(&mut held, &mut b, &output, dir);
+            self.release(held, b, &output, dir);
         }
+        Next::Stop
     }
 
     /// Sends the held packets whose release time has come.
@@ -349,12 +555,27 @@ impl Worker {
         }
         let now = self.now();
         while let Some((e, bytes)) = held.pop_due(now) {
-            self.send(output(e.conn), bytes, e.frag_mtu, &mut b.tx, e.conn, dir);
+            if let Some(since) = e.since {
+                self.shared
+                    .stages
+                    .record(Stage::ShaperHold, now.saturating_sub(since));
+            }
+            let sample = e.since.is_some();
+            self.send(
+                output(e.conn),
+                bytes,
+                e.frag_mtu,
+                &mut b.tx,
+                e.conn,
+                dir,
+                sample,
+            );
         }
     }
 
     /// Sends one packet (`bytes`: virtio header, then the IP packet), or its fragments when
-    /// `frag_mtu` says so, to `out`.
+    /// `frag_mtu` says so, to `out`; a `sample`d packet's send is timed.
+    #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
         out: &Output,
@@ -363,11 +584,19 @@ impl Worker {
         tx: &mut TxBuffers,
         conn: usize,
         dir: Dir,
+        sample: bool,
     ) {
-        let result = match out {
-            Output::Tun(tun) => send_tun(tun, bytes, frag_mtu, tx),
-            Output::Tunnel(t) => send_tunnel(t, bytes, frag_mtu, tx),
+        let t0 = if sample { self.now() } else { 0 };
+        let (result, stage) = match out {
+            Output::Tun(tun) => (send_tun(tun, bytes, frag_mtu, tx), Some(Stage::TunWrite)),
+            Output::Tunnel(t) => (send_tunnel(t, bytes, frag_mtu, tx), Some(Stage::TunnelSeal)),
+            Output::Gone => (Err(TxFail::Drop(DropReason::ConnectionRemoved)), None),
         };
+        if let (true, Some(stage)) = (sample, stage) {
+            self.shared
+                .stages
+                .record(stage, self.now().saturating_sub(t0));
+        }
         match result {
             Ok(()) => {}
             Err(TxFail::Io(e)) => self.tx_error(e, conn, dir),
@@ -376,7 +605,9 @@ impl Worker {
     }
 
     fn count_drop(&self, reason: DropReason, conn: usize, dir: Dir) {
-        let c = &self.connections[conn];
+        let Some(c) = self.connections.get(conn) else {
+            return;
+        };
         let (cc, gc) = (&c.counters, &self.gateways[c.gateway]);
         let (g, c) = match dir {
             Dir::Egress => (&gc.egress, &cc.egress),
@@ -391,7 +622,9 @@ impl Worker {
         // EIO: the circuit's interface is down. Withdraw its routes now rather than at the link
         // watcher's next look, so that traffic moves to the next best route at once; the
         // watcher restores them when the link is back.
-        let c = &self.connections[conn];
+        let Some(c) = self.connections.get(conn) else {
+            return;
+        };
         if dir == Dir::Egress
             && c.tunnel.is_none()
             && e.raw_os_error() == Some(libc::EIO)
@@ -469,54 +702,121 @@ fn send_tunnel(
     t.seal_send(pkt, Some(&v), seal)
 }
 
-/// Inputs of the tunnel ingress worker.
+/// Inputs of the tunnel ingress worker (the sockets and the senders follow the topology).
 pub(crate) struct TunnelInputs {
-    pub sockets: Vec<Arc<UdpSocket>>,
     pub inbound: Inbound,
-    /// SA changes from the IKE thread.
-    pub cmds: Option<Receiver<InboundCmd>>,
+    /// SA changes from the IKE thread and from reloads.
+    pub cmds: Receiver<InboundCmd>,
     /// Where IKE messages that arrive on port 4500 go (the IKE thread and its waker).
     pub ike: Option<(Sender<IkeDatagram>, Arc<Waker>)>,
-    /// Per connection index: the tunnel's sender (for ICMP errors back to the peer).
-    pub senders: Vec<Option<Arc<TunnelTx>>>,
     /// The Vpn gateway (counts datagrams that match no tunnel).
     pub gateway: usize,
-    pub vnet: Arc<Tun>,
+}
+
+/// What the tunnel ingress worker takes from a topology.
+struct TunnelView {
+    sockets: Vec<Arc<UdpSocket>>,
+    /// By slot: the tunnel's sender (for ICMP errors back to the peer).
+    senders: Vec<Option<Arc<TunnelTx>>>,
+}
+
+impl TunnelView {
+    fn of(t: &Topology) -> TunnelView {
+        let mut sockets: Vec<Arc<UdpSocket>> = Vec::new();
+        let senders = t
+            .slots
+            .iter()
+            .map(|s| s.as_ref().and_then(|s| s.tunnel().cloned()))
+            .collect::<Vec<_>>();
+        for tx in senders.iter().flatten() {
+            let s = tx.socket();
+            if !sockets.iter().any(|x| x.local_addr() == s.local_addr()) {
+                sockets.push(s.clone());
+            }
+        }
+        TunnelView { sockets, senders }
+    }
 }
 
 impl Worker {
     /// The tunnel ingress loop: ESP-in-UDP datagrams from the underlay are opened by the SA
     /// their SPI names, their inner packets go through the ingress pipeline to the VNet TUN.
+    /// On a new topology it drops the SAs of tunnels that are gone and listens on the sockets
+    /// of those that are there.
     pub fn run_tunnels(
-        self,
+        mut self,
         mut t: TunnelInputs,
         bits_per_sec: u64,
         policy: BurstPolicy,
         mut ing: Ingress,
-        live: Arc<Vec<LiveLimits>>,
     ) {
         let mut b = Buffers::new();
         let mut held = Held::new(bits_per_sec, &policy);
         let mut rb = RecvBatch::new(UDP_BATCH, UDP_BUF);
-        let mut ready = vec![false; t.sockets.len() + 1];
-        let sockets = t.sockets.clone();
-        let mut fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|s| s.as_fd()).collect();
+        let live = self.shared.live.clone();
+        loop {
+            let topo = self.refresh();
+            ing.set_connections(self.now(), self.connections.clone());
+            // An SA belongs to the tunnel of its slot only while that tunnel is the one it was
+            // made for (the same ESP state): a removed tunnel's SAs go with it.
+            t.inbound.retain(|e| {
+                topo.get(e.conn)
+                    .and_then(|s| s.esp.as_ref())
+                    .is_some_and(|esp| Arc::ptr_eq(esp, &e.esp))
+            });
+            let view = TunnelView::of(&topo);
+            drop(topo);
+            self.ack();
+            let next =
+                self.serve_tunnels(&mut t, &view, &mut ing, &live, &mut held, &mut b, &mut rb);
+            if next == Next::Stop {
+                return;
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn serve_tunnels(
+        &self,
+        t: &mut TunnelInputs,
+        view: &TunnelView,
+        ing: &mut Ingress,
+        live: &[LiveLimits],
+        held: &mut Held,
+        b: &mut Buffers,
+        rb: &mut RecvBatch,
+    ) -> Next {
+        let mut ready = vec![false; view.sockets.len() + 1];
+        let mut fds: Vec<BorrowedFd<'_>> = view.sockets.iter().map(|s| s.as_fd()).collect();
         fds.push(self.waker.as_fd());
-        let vnet_out = [Output::Tun(t.vnet.clone())];
+        let vnet_out = [Output::Tun(self.vnet.clone())];
         let output = |_: usize| -> &Output { &vnet_out[0] };
         let gw = self.gateways[t.gateway].clone();
+        let mut sampler = Sampler::default();
         while self.wait(&fds, &mut ready, held.next_release()) {
-            ing.apply_live(self.now(), &live);
-            if let Some(cmds) = &t.cmds {
-                while let Ok(cmd) = cmds.try_recv() {
-                    match cmd {
-                        InboundCmd::Install(e) => t.inbound.install(e),
-                        InboundCmd::Remove(spi) => t.inbound.remove(spi),
+            ing.apply_live(self.now(), live);
+            if self.stale() {
+                self.release(held, b, &output, Dir::Ingress);
+                return Next::Refresh;
+            }
+            while let Ok(cmd) = t.cmds.try_recv() {
+                match cmd {
+                    InboundCmd::Install(e) => {
+                        // Not for a slot whose tunnel has gone since (a late IKE install).
+                        let current = view
+                            .senders
+                            .get(e.conn)
+                            .and_then(Option::as_ref)
+                            .is_some_and(|tx| Arc::ptr_eq(&tx.esp, &e.esp));
+                        if current {
+                            t.inbound.install(e);
+                        }
                     }
+                    InboundCmd::Remove(spi) => t.inbound.remove(spi),
                 }
             }
-            self.release(&mut held, &mut b, &output, Dir::Ingress);
-            for (si, socket) in sockets.iter().enumerate() {
+            self.release(held, b, &output, Dir::Ingress);
+            for (si, socket) in view.sockets.iter().enumerate() {
                 if !ready[si] {
                     continue;
                 }
@@ -549,11 +849,13 @@ impl Worker {
                         }
                         self.tunnel_datagram(
                             data,
-                            &mut t,
+                            sampler.should_sample(),
+                            &mut t.inbound,
+                            &view.senders,
                             &vnet_out[0],
-                            &mut ing,
-                            &mut held,
-                            &mut b,
+                            ing,
+                            held,
+                            b,
                             &gw,
                         );
                     }
@@ -562,15 +864,18 @@ impl Worker {
                     }
                 }
             }
-            self.release(&mut held, &mut b, &output, Dir::Ingress);
+            self.release(held, b, &output, Dir::Ingress);
         }
+        Next::Stop
     }
 
     #[allow(clippy::too_many_arguments)]
     fn tunnel_datagram(
         &self,
         data: &mut [u8],
-        t: &mut TunnelInputs,
+        sample: bool,
+        inbound: &mut Inbound,
+        senders: &[Option<Arc<TunnelTx>>],
         vnet_out: &Output,
         ing: &mut Ingress,
         held: &mut Held,
@@ -586,12 +891,19 @@ impl Worker {
                 return;
             }
         };
-        let Some(entry) = t.inbound.get(spi) else {
+        let Some(entry) = inbound.get(spi) else {
             gw.ingress.drop(DropReason::EspNoSa, 1);
             return;
         };
         let conn = entry.conn;
-        let opened = match entry.sa.open(data) {
+        let t0 = if sample { self.now() } else { 0 };
+        let opened = entry.sa.open(data);
+        if sample {
+            self.shared
+                .stages
+                .record(Stage::TunnelOpen, self.now().saturating_sub(t0));
+        }
+        let opened = match opened {
             Ok(o) => o,
             Err(e) => {
                 self.count_drop(open_drop(e), conn, Dir::Ingress);
@@ -619,12 +931,17 @@ impl Worker {
             &mut data[opened.inner.clone()],
             &mut b.reply[VNET_HDR_LEN..],
         );
+        if sample {
+            self.shared
+                .stages
+                .record(Stage::IngressPipeline, self.now().saturating_sub(now));
+        }
         let (len, at, frag) = match verdict {
             Verdict::Forward { len, at, .. } => (len, at, None),
             Verdict::Fragment { len, mtu, at, .. } => (len, at, Some(mtu)),
             Verdict::Reply { len } => {
                 // An ICMP error or echo reply about an inner packet goes back through the tunnel.
-                if let Some(Some(tx)) = t.senders.get(conn) {
+                if let Some(Some(tx)) = senders.get(conn) {
                     let reply = &b.reply[VNET_HDR_LEN..VNET_HDR_LEN + len];
                     match tx.seal_send(reply, None, &mut b.tx.seal) {
                         Ok(()) => {}
@@ -644,8 +961,8 @@ impl Worker {
         }
         let bytes = &data[start - VNET_HDR_LEN..start + len];
         if held.is_empty() && at <= now {
-            self.send(vnet_out, bytes, frag, &mut b.tx, conn, Dir::Ingress);
-        } else if !held.push(bytes, conn, at, frag) {
+            self.send(vnet_out, bytes, frag, &mut b.tx, conn, Dir::Ingress, sample);
+        } else if !held.push(bytes, conn, at, frag, sample.then_some(now)) {
             self.count_drop(DropReason::ShapedBps, conn, Dir::Ingress);
         }
     }

@@ -792,6 +792,58 @@ fn curl_speaks_the_control_api_over_the_socket() {
 }
 
 #[test]
+fn the_control_api_over_tcp_requires_the_bearer_token() {
+    let mut lab = Lab::new(LabSpec::default());
+    lab.stop();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let token_file = lab.dir.join("token");
+    std::fs::write(&token_file, "s3cr3t-t0ken\n").unwrap();
+    // The token file must be 0600 or stricter (checked as a shared_key_file is).
+    run(Command::new("chmod").arg("600").arg(&token_file));
+    let cfg = std::fs::read_to_string(&lab.config).unwrap().replacen(
+        "[control]\n",
+        &format!(
+            "[control]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\n",
+            token_file.display()
+        ),
+        1,
+    );
+    std::fs::write(&lab.config, cfg).unwrap();
+    lab.start();
+    let curl = |path: &str, extra: &[&str]| -> (u16, String) {
+        let o = run(Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .args(extra)
+            .args(["-w", "\n%{http_code}"])
+            .arg(format!("http://127.0.0.1:{port}{path}")));
+        assert!(o.status.success(), "curl {path}: {}", text(&o));
+        let out = String::from_utf8(o.stdout).unwrap();
+        let (body, code) = out.rsplit_once('\n').unwrap();
+        (code.parse().unwrap(), body.to_string())
+    };
+    let (code, body) = curl("/v1/status", &[]);
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = curl("/v1/status", &["-H", "Authorization: Bearer wrong"]);
+    assert_eq!(code, 401, "{body}");
+    let auth = ["-H", "Authorization: Bearer s3cr3t-t0ken"];
+    let (code, body) = curl("/v1/status", &auth);
+    assert_eq!(code, 200, "{body}");
+    let s: causeway_api::Status = serde_json::from_str(&body).unwrap();
+    assert_eq!(s.gateways[0].connections[0].name, "circuit-1");
+    // A write call over TCP: a reload of the unchanged file changes nothing.
+    let (code, body) = curl("/v1/reload", &[&auth[..], &["-X", "POST"]].concat());
+    assert_eq!(code, 200, "{body}");
+    let r: causeway_api::ReloadResult = serde_json::from_str(&body).unwrap();
+    assert_eq!(r.unchanged, ["circuit-1"]);
+    assert!(r.added.is_empty() && r.removed.is_empty(), "{r:?}");
+    // The Unix socket needs no token.
+    assert_eq!(lab.status().gateways[0].name, "er-gw");
+}
+
+#[test]
 fn invalid_config_is_refused_whole_with_file_field_and_rule() {
     require_root();
     let dir = std::env::temp_dir().join(format!("{PREFIX}{}-badcfg", std::process::id()));
@@ -938,6 +990,139 @@ fn highest_weight_wins_and_a_down_circuit_fails_over_and_back() {
         s.gateways[0].connections[1].ingress.packets, 8,
         "replies came back on circuit-2"
     );
+}
+
+/// `causeway reload` against a daemon's socket.
+fn cli_reload(socket: &Path) -> Output {
+    run(Command::new(cli_bin())
+        .arg("--socket")
+        .arg(socket)
+        .arg("reload"))
+}
+
+/// Polls `check` every 50 ms for at most `secs` seconds.
+fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn reload_adds_and_removes_a_circuit_while_another_forwards_without_loss() {
+    let mut lab = Lab::new(LabSpec::default());
+    // A second on-premises site for the circuit the reload adds (removed with the lab).
+    let site = format!("{}-op9", lab.vnet.trim_end_matches("-vnet"));
+    add_namespaces([&site]);
+    lab.onprems.push(site.clone());
+    let original = std::fs::read_to_string(&lab.config).unwrap();
+    let with_second = format!(
+        r#"{original}
+[[connection]]
+name = "circuit-9"
+gateway = "er-gw"
+type = "ExpressRoute"
+prefixes = ["10.5.0.0/16"]
+[connection.interface]
+name = "cw-er9"
+netns = "{site}"
+addresses = ["10.5.0.10/16"]
+"#
+    );
+    // Steady traffic on circuit-1 for the whole test: 1500 echo requests 4 ms apart (6 s).
+    let flood = Command::new("ip")
+        .args([
+            "netns", "exec", &lab.vnet, "ping", "-n", "-q", "-i", "0.004",
+        ])
+        .args(["-c", "1500", "-W", "2", "10.2.0.10"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Added with `causeway reload`: comes up, is routed from the VNet side.
+    std::fs::write(&lab.config, &with_second).unwrap();
+    let o = cli_reload(&lab.socket);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}\n{}", lab.log());
+    assert!(
+        t.contains("added") && t.contains("circuit-9") && t.contains("unchanged"),
+        "{t}"
+    );
+    let o = ping(&lab, true, &["-c", "3", "-i", "0.2", "10.5.0.10"]);
+    assert!(
+        text(&o).contains("3 received"),
+        "{}\n{}",
+        text(&o),
+        lab.log()
+    );
+    let st = lab.status();
+    let names: Vec<&str> = st.gateways[0]
+        .connections
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["circuit-1", "circuit-9"]);
+    assert_eq!(st.gateways[0].connections[1].state, "Connected");
+
+    // An invalid file is refused whole, naming the file and the field; nothing changes.
+    std::fs::write(
+        &lab.config,
+        with_second.replace(
+            "prefixes = [\"10.5.0.0/16\"]",
+            "prefixes = [\"10.5.0.0/33\"]",
+        ),
+    )
+    .unwrap();
+    let o = cli_reload(&lab.socket);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("reload refused") && t.contains("causeway.toml") && t.contains("prefixes"),
+        "{t}"
+    );
+    // So is a change that needs a restart.
+    std::fs::write(
+        &lab.config,
+        with_second.replace("name = \"vnet1\"", "name = \"vnet2\""),
+    )
+    .unwrap();
+    let o = cli_reload(&lab.socket);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("[vnet] changed"), "{}", text(&o));
+    assert_eq!(lab.status().gateways[0].connections.len(), 2);
+
+    // Removed with SIGHUP: its interface and its route on the VNet side go.
+    std::fs::write(&lab.config, &original).unwrap();
+    let pid = lab.daemon().child.as_ref().unwrap().id();
+    run(Command::new("kill").args(["-HUP", &pid.to_string()]));
+    eventually(5, "circuit-9 removed", || {
+        lab.status().gateways[0].connections.len() == 1
+    });
+    let o = lab.ns(&site, &["ip", "link", "show", "cw-er9"]);
+    assert!(!o.status.success(), "cw-er9 still exists");
+    let routes = text(&lab.in_vnet(&["ip", "route", "show"]));
+    assert!(
+        !routes.contains("10.5.0.0/16") && routes.contains("10.2.0.0/16"),
+        "{routes}"
+    );
+    let o = ping(&lab, true, &["-c", "1", "10.5.0.10"]);
+    assert!(!o.status.success(), "10.5.0.10 still reachable");
+
+    // Circuit-1 lost nothing through all of it.
+    let out = flood.wait_with_output().unwrap();
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        t.contains("1500 packets transmitted, 1500 received"),
+        "{t}\n{}",
+        lab.log()
+    );
+    let s = lab.stats();
+    assert_eq!(s.gateways[0].egress.drops["connection_removed"], 0);
+    assert!(lab.log().contains("config reloaded"), "{}", lab.log());
+    assert!(lab.log().contains("reload refused"), "{}", lab.log());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1985,6 +2170,38 @@ fn ike_causeway_initiates_to_strongswan_aes_gcm_ecp256() {
 }
 
 #[test]
+fn reload_removing_an_ike_tunnel_deletes_it_at_strongswan_and_adding_it_back_reconnects() {
+    let lab = IkeLab::new(IkeSpec::default());
+    lab.wait_connected(15);
+    let t = lab.ping(2);
+    assert!(t.contains("2 received"), "{t}\n{}", lab.logs());
+    let original = std::fs::read_to_string(&lab.config_a).unwrap();
+    // Everything from the connection on goes: the Vpn gateway stays, without tunnels.
+    let cut = original.find("[[connection]]").unwrap();
+    std::fs::write(&lab.config_a, &original[..cut]).unwrap();
+    let socket = lab.dir.join("a.sock");
+    let o = cli_reload(&socket);
+    assert!(o.status.success(), "{}\n{}", text(&o), lab.logs());
+    assert!(text(&o).contains("s2s-1"), "{}", text(&o));
+    // strongSwan got the Delete: its SAs are gone at once, not after a dead-peer timeout.
+    eventually(3, "strongSwan deleting the IKE SA", || {
+        !lab.ss_sas().contains("ESTABLISHED")
+    });
+    assert!(lab.a().status().gateways[0].connections.is_empty());
+    // The VNet side has no route to the far prefix any more.
+    let t = lab.ping(1);
+    assert!(t.contains("Network is unreachable"), "{t}");
+    // Back in the file: the tunnel is negotiated again and carries traffic.
+    std::fs::write(&lab.config_a, &original).unwrap();
+    let o = cli_reload(&socket);
+    assert!(o.status.success(), "{}\n{}", text(&o), lab.logs());
+    lab.wait_connected(15);
+    let t = lab.ping(2);
+    assert!(t.contains("2 received"), "{t}\n{}", lab.logs());
+    assert!(lab.ss_sas().contains("INSTALLED"), "{}", lab.ss_sas());
+}
+
+#[test]
 fn ike_strongswan_initiates_to_causeway_aes_cbc_modp2048() {
     let lab = IkeLab::new(IkeSpec {
         a_initiates: false,
@@ -2449,6 +2666,32 @@ fn metrics_endpoint_serves_the_counters_of_stats() {
         Some(1e5)
     );
     assert!(sample(&samples, "causeway_uptime_seconds", &[]).is_some());
+    // Per-stage histograms: each worker times its first packet (then 1 in 64), so the pings
+    // were timed in both pipelines and on the TUN writes; buckets are cumulative.
+    for stage in ["egress_pipeline", "ingress_pipeline", "tun_write"] {
+        let count = sample(
+            &samples,
+            "causeway_stage_duration_seconds_count",
+            &[("stage", stage)],
+        )
+        .unwrap_or_else(|| panic!("no {stage} histogram in:\n{body}"));
+        assert!(count >= 1.0, "{stage}: {count}");
+        let inf = sample(
+            &samples,
+            "causeway_stage_duration_seconds_bucket",
+            &[("stage", stage), ("le", "+Inf")],
+        );
+        assert_eq!(inf, Some(count), "{stage}");
+        let sum = sample(
+            &samples,
+            "causeway_stage_duration_seconds_sum",
+            &[("stage", stage)],
+        );
+        assert!(
+            sum.is_some_and(|s| s > 0.0 && s < count),
+            "{stage}: sum {sum:?}"
+        );
+    }
     let (head, _) = http_get(port, "/other");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 }

@@ -65,11 +65,13 @@ pub enum DropReason {
     /// The sequence-number lease of a manually keyed SA could not be persisted (`state_dir`):
     /// the packet is not sent rather than risk reusing a nonce after a restart.
     EspSeqLease,
+    /// The connection was removed by a config reload while the packet was held by the shaper.
+    ConnectionRemoved,
 }
 
 impl DropReason {
     /// Every reason, in output order.
-    pub const ALL: [DropReason; 26] = [
+    pub const ALL: [DropReason; 27] = [
         DropReason::MalformedTruncated,
         DropReason::MalformedVersion,
         DropReason::MalformedLength,
@@ -96,6 +98,7 @@ impl DropReason {
         DropReason::EspDummy,
         DropReason::EspSeqExhausted,
         DropReason::EspSeqLease,
+        DropReason::ConnectionRemoved,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -128,6 +131,7 @@ impl DropReason {
             DropReason::EspDummy => "esp_dummy",
             DropReason::EspSeqExhausted => "esp_seq_exhausted",
             DropReason::EspSeqLease => "esp_seq_lease",
+            DropReason::ConnectionRemoved => "connection_removed",
         }
     }
 

@@ -652,9 +652,9 @@ fn common(spec: &PipelineSpec, dir: Dir, now_ns: u64) -> Common {
     }
 }
 
-/// Builds the two halves of the pipeline. Connections must name gateways of the spec.
-pub fn build(spec: &PipelineSpec, now_ns: u64) -> (Egress, Ingress) {
-    let routes = RouteTable::new(spec.connections.iter().enumerate().flat_map(|(i, c)| {
+/// The route table over `connections` (indices are the connections' positions).
+fn route_table(connections: &[Connection]) -> RouteTable {
+    RouteTable::new(connections.iter().enumerate().flat_map(|(i, c)| {
         c.prefixes.iter().map(move |p| Route {
             prefix: *p,
             connection: i,
@@ -665,7 +665,41 @@ pub fn build(spec: &PipelineSpec, now_ns: u64) -> (Egress, Ingress) {
             },
             weight: c.routing_weight,
         })
-    }));
+    }))
+}
+
+impl Common {
+    /// Replaces the connection list (a config reload). A connection is the same one as before
+    /// when it shares its counters (`Arc::ptr_eq`): it keeps its per-tunnel cap shaper, and
+    /// with it its tokens, so a reload does not disturb it. Other tunnels get a fresh cap
+    /// shaper. Gateway shapers are untouched.
+    fn set_connections(&mut self, now_ns: u64, connections: Vec<Connection>) {
+        let mut caps = Vec::with_capacity(connections.len());
+        for (i, c) in connections.iter().enumerate() {
+            let same = self
+                .connections
+                .get(i)
+                .is_some_and(|old| Arc::ptr_eq(&old.counters, &c.counters));
+            let kept = if same {
+                self.caps.get_mut(i).and_then(Option::take)
+            } else {
+                None
+            };
+            let cap = match (kept, c.tunnel.and_then(|t| t.cap_bits_per_sec)) {
+                (Some(s), Some(_)) => Some(s),
+                (None, Some(bps)) => Some(Shaper::new(bps, None, self.burst, now_ns)),
+                (_, None) => None,
+            };
+            caps.push(cap);
+        }
+        self.caps = caps;
+        self.connections = connections;
+    }
+}
+
+/// Builds the two halves of the pipeline. Connections must name gateways of the spec.
+pub fn build(spec: &PipelineSpec, now_ns: u64) -> (Egress, Ingress) {
+    let routes = route_table(&spec.connections);
     (
         Egress {
             common: common(spec, Dir::Egress, now_ns),
@@ -739,6 +773,14 @@ impl Egress {
     pub fn connections(&self) -> &[Connection] {
         &self.common.connections
     }
+
+    /// Replaces the connections and rebuilds the route table (a config reload; see
+    /// [`Ingress::set_connections`] for what carries over). Connection indices of verdicts
+    /// are positions in the new list; a connection that stays keeps its position.
+    pub fn set_connections(&mut self, now_ns: u64, connections: Vec<Connection>) {
+        self.routes = route_table(&connections);
+        self.common.set_connections(now_ns, connections);
+    }
 }
 
 impl Ingress {
@@ -805,6 +847,13 @@ impl Ingress {
     #[inline]
     pub fn apply_live(&mut self, now_ns: u64, live: &[LiveLimits]) {
         self.common.apply_live(now_ns, live);
+    }
+
+    /// Replaces the connections (a config reload). A connection present before and after (the
+    /// same counters, at the same index) keeps its per-tunnel cap shaper and its tokens; the
+    /// gateway shapers carry over whole, so unchanged connections see no difference.
+    pub fn set_connections(&mut self, now_ns: u64, connections: Vec<Connection>) {
+        self.common.set_connections(now_ns, connections);
     }
 }
 

@@ -73,6 +73,22 @@ pub fn add_route(netns: Option<&str>, dest: &str, ifname: &str) -> io::Result<()
     cmd::ip(netns, &[family, "route", "replace", dest, "dev", ifname])
 }
 
+/// Removes the route to `dest` out of the interface: `ip route del DEST dev IF`. A route that is
+/// not there (already gone, or the interface with it) is not an error.
+pub fn del_route(netns: Option<&str>, dest: &str, ifname: &str) -> io::Result<()> {
+    check(netns, ifname)?;
+    check_dest(dest)?;
+    let family = if dest.contains(':') { "-6" } else { "-4" };
+    match cmd::ip(netns, &[family, "route", "del", dest, "dev", ifname]) {
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound || e.to_string().contains("No such process") =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
+}
+
 /// Accepts `default`, `ADDR` or `ADDR/LEN` with a prefix length that fits the family.
 fn check_dest(dest: &str) -> io::Result<()> {
     if dest == "default" {

@@ -153,6 +153,18 @@ fn udp_both_ways_through_vnet_tun() {
     link::set_up(ns.name(), "cwt0").unwrap();
     link::add_route(ns.name(), "10.98.0.0/16", "cwt0").unwrap();
     link::add_route(ns.name(), "10.98.0.0/16", "cwt0").unwrap(); // replace: idempotent
+    link::add_route(ns.name(), "10.97.0.0/16", "cwt0").unwrap();
+    link::del_route(ns.name(), "10.97.0.0/16", "cwt0").unwrap();
+    link::del_route(ns.name(), "10.97.0.0/16", "cwt0").unwrap(); // already gone: not an error
+    let routes = std::process::Command::new("ip")
+        .args(["-n", &ns.name, "route", "show"])
+        .output()
+        .unwrap();
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    assert!(
+        routes.contains("10.98.0.0/16") && !routes.contains("10.97.0.0/16"),
+        "{routes}"
+    );
 
     // Kernel -> TUN.
     let payload = b"hello causeway";

@@ -793,3 +793,60 @@ fn a_live_resize_changes_the_rate_in_place() {
     // Nothing changes without a new generation.
     assert_eq!(l.eg.gateway_shaper(0).unwrap().bits_per_sec(), 2_000_000);
 }
+
+#[test]
+fn set_connections_reroutes_and_keeps_the_cap_of_a_connection_that_stays() {
+    let (mut eg, mut ing, conns, _) = coexistence();
+    let mut reply = vec![0; REPLY_BUF_LEN];
+    // Drain most of the tunnel cap's burst (8 Mbit/s, 10 kB minimum burst).
+    let mut sent = 0;
+    for _ in 0..20 {
+        let mut p = v4("10.1.0.10", "10.3.0.10", PROTO_UDP, 972, 64, true);
+        if matches!(
+            eg.process(0, &plain(), &mut p, &mut reply),
+            Verdict::Forward { conn: 1, .. }
+        ) {
+            sent += 1;
+        }
+    }
+    assert!(sent < 20, "the cap refused some of the burst");
+    // Reload: the circuit is removed (a tombstone at index 0: no prefixes, down), the tunnel
+    // stays at index 1 (same counters), a new circuit takes index 2.
+    let mut gone = conns[0].clone();
+    gone.prefixes.clear();
+    gone.up = Arc::new(AtomicBool::new(false));
+    let new_circuit = circuit("circuit-2", &["10.4.0.0/16"], 1500);
+    let next = vec![gone, conns[1].clone(), new_circuit];
+    eg.set_connections(0, next.clone());
+    ing.set_connections(0, next);
+    // 10.2/16 now goes through the tunnel (the circuit that won it is gone).
+    let mut p = v4("10.1.0.10", "10.2.0.10", PROTO_UDP, 100, 64, true);
+    let v = eg.process(0, &plain(), &mut p, &mut reply);
+    assert!(
+        matches!(v, Verdict::Drop(DropReason::ShapedTunnelCap)),
+        "the tunnel's cap kept its (spent) tokens: {v:?}"
+    );
+    let mut p = v4("10.1.0.10", "10.4.0.10", PROTO_UDP, 100, 64, true);
+    assert!(matches!(
+        eg.process(0, &plain(), &mut p, &mut reply),
+        Verdict::Forward { conn: 2, .. }
+    ));
+    // Ingress from the new circuit is checked against its own prefixes.
+    let mut p = v4("10.4.0.10", "10.1.0.10", PROTO_UDP, 100, 64, true);
+    assert!(matches!(
+        ing.process(0, 2, &plain(), &mut p, &mut reply),
+        Verdict::Forward { .. }
+    ));
+    // A replaced tunnel (new counters at the same index) gets a fresh cap.
+    let mut t = conns[1].clone();
+    t.counters = Arc::new(PathCounters::default());
+    let mut gone = conns[0].clone();
+    gone.prefixes.clear();
+    gone.up = Arc::new(AtomicBool::new(false));
+    eg.set_connections(0, vec![gone, t]);
+    let mut p = v4("10.1.0.10", "10.3.0.10", PROTO_UDP, 100, 64, true);
+    assert!(matches!(
+        eg.process(0, &plain(), &mut p, &mut reply),
+        Verdict::Forward { conn: 1, .. }
+    ));
+}

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use super::exchange::Close;
 use super::init::find_notify;
 use super::state::{ChildState, IkeSa, IkeState, Outstanding, Request, Task};
-use super::{Endpoint, Event};
+use super::{Endpoint, Event, Peer};
 use crate::wire::{Delete, ExchangeType, Header, NotifyType, Payload, ProtocolId};
 
 impl Endpoint {
@@ -136,30 +136,15 @@ impl Endpoint {
     pub(super) fn on_close_all(&mut self) {
         let spis: Vec<u64> = self.sas.keys().copied().collect();
         for spi in spis {
-            let Some(mut sa) = self.sas.remove(&spi) else {
-                continue;
-            };
-            if matches!(
-                sa.state,
-                IkeState::AuthSent
-                    | IkeState::Established
-                    | IkeState::Rekeyed
-                    | IkeState::Redundant
-            ) {
-                let delete = Payload::Delete(Delete {
-                    protocol: ProtocolId::IKE,
-                    spis: Vec::new(),
-                });
-                // A request in flight keeps its message ID; the Delete takes the next one.
-                self.send_oneshot(&mut sa, ExchangeType::INFORMATIONAL, &[delete]);
+            if let Some(mut sa) = self.sas.remove(&spi) {
+                self.delete_once(&mut sa);
             }
-            self.drop_children_of(sa.local_spi);
         }
         self.half_open.clear();
         self.reserved_spis.clear();
         self.dirty.clear();
         self.dup_check.clear();
-        for (index, peer) in self.peers.iter_mut().enumerate() {
+        for (index, peer) in self.peers.iter_mut() {
             peer.reconnect_at = None;
             if peer.up {
                 peer.up = false;
@@ -169,5 +154,63 @@ impl Endpoint {
                 });
             }
         }
+    }
+
+    /// Removes a peer's IKE SAs (each deleted as by [`Endpoint::close_all`]) and everything
+    /// they hold, then reports its link down. `peer` is already out of its slot, so nothing
+    /// below can start anything for it again.
+    pub(super) fn on_remove_peer(&mut self, index: usize, peer: Peer) {
+        let spis: Vec<u64> = self
+            .sas
+            .values()
+            .filter(|s| s.peer == index)
+            .map(|s| s.local_spi)
+            .collect();
+        // All out of the table first: releasing one SA's exchange (a rekey collision) must not
+        // reach another of them.
+        let mut sas: Vec<IkeSa> = spis.iter().filter_map(|spi| self.sas.remove(spi)).collect();
+        for sa in &mut sas {
+            self.delete_once(sa);
+        }
+        // A Child SA whose IKE SA went elsewhere would otherwise outlive its peer.
+        let orphans: Vec<u32> = self
+            .children
+            .values()
+            .filter(|c| c.peer == index)
+            .map(|c| c.inbound_spi)
+            .collect();
+        for spi in orphans {
+            self.remove_child(spi);
+        }
+        // Half-open entries and the SPIs reserved by exchanges in flight; with the Child SAs
+        // gone, releasing an offer changes nothing else.
+        for sa in &sas {
+            self.forget(sa);
+        }
+        self.dirty.remove(&index);
+        self.dup_check.remove(&index);
+        if peer.up {
+            self.events.push_back(Event::IkeDown {
+                peer: index,
+                reason: "peer removed from the configuration".to_owned(),
+            });
+        }
+    }
+
+    /// Drops an IKE SA at once: a Delete if it may be known to the peer (sent once, not
+    /// retransmitted, since nothing here will wait for the answer) and its Child SAs.
+    fn delete_once(&mut self, sa: &mut IkeSa) {
+        if matches!(
+            sa.state,
+            IkeState::AuthSent | IkeState::Established | IkeState::Rekeyed | IkeState::Redundant
+        ) {
+            let delete = Payload::Delete(Delete {
+                protocol: ProtocolId::IKE,
+                spis: Vec::new(),
+            });
+            // A request in flight keeps its message ID; the Delete takes the next one.
+            self.send_oneshot(sa, ExchangeType::INFORMATIONAL, &[delete]);
+        }
+        self.drop_children_of(sa.local_spi);
     }
 }

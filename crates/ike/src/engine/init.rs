@@ -385,7 +385,8 @@ impl Endpoint {
         let Some(peer) = self
             .peers
             .iter()
-            .position(|p| p.config.remote.to_canonical() == from)
+            .find(|(_, p)| p.config.remote.to_canonical() == from)
+            .map(|(index, _)| index)
         else {
             return;
         };

@@ -5,8 +5,11 @@
 //! opens a socket or draws randomness by itself.
 //!
 //! One [`Endpoint`] serves every configured peer ([`PeerConfig`], addressed by its index in the
-//! list given to [`Endpoint::new`]). Per peer it runs at most one IKE SA at a time (plus the
-//! transient ones of a rekey or of a simultaneous start), with its Child SAs (ESP, tunnel mode).
+//! list given to [`Endpoint::new`], or the one [`Endpoint::add_peer`] returns). Per peer it runs
+//! at most one IKE SA at a time (plus the transient ones of a rekey or of a simultaneous start),
+//! with its Child SAs (ESP, tunnel mode). Peers come and go with a configuration reload
+//! ([`Endpoint::add_peer`], [`Endpoint::remove_peer`]) without disturbing the others: indices
+//! never shift, a removed peer's index stays free until reused.
 //!
 //! # What happens on the wire
 //!
@@ -225,9 +228,79 @@ struct Peer {
     last_error: Option<String>,
 }
 
+impl Peer {
+    /// A peer with nothing under way; an initiating one is due to start at `now`.
+    fn new(mut config: PeerConfig, now: Instant) -> Peer {
+        // Deadlines are `now` plus these: keep them far from overflowing an Instant.
+        config.ike_lifetime = config.ike_lifetime.min(MAX_DURATION);
+        config.child_lifetime = config.child_lifetime.min(MAX_DURATION);
+        config.dpd_timeout = config.dpd_timeout.min(MAX_DURATION);
+        Peer {
+            reconnect_at: config.initiate.then_some(now),
+            config,
+            up: false,
+            down_reason: None,
+            backoff: Duration::ZERO,
+            last_error: None,
+        }
+    }
+}
+
+/// The peers by index. A removed peer leaves its slot empty so that the others keep their
+/// indices (the `peer` numbers of the API); only these accessors look into the slots, so no
+/// lookup can find a removed peer.
+struct Peers(Vec<Option<Peer>>);
+
+impl Peers {
+    /// The peer at `index`, unless unknown or removed.
+    fn get(&self, index: usize) -> Option<&Peer> {
+        self.0.get(index).and_then(Option::as_ref)
+    }
+
+    fn get_mut(&mut self, index: usize) -> Option<&mut Peer> {
+        self.0.get_mut(index).and_then(Option::as_mut)
+    }
+
+    /// The present peers with their indices.
+    fn iter(&self) -> impl Iterator<Item = (usize, &Peer)> + '_ {
+        self.0
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| slot.as_ref().map(|peer| (index, peer)))
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Peer)> + '_ {
+        self.0
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(index, slot)| slot.as_mut().map(|peer| (index, peer)))
+    }
+
+    /// Puts a peer in the lowest free slot and returns its index.
+    fn insert(&mut self, peer: Peer) -> usize {
+        if let Some(index) = self.0.iter().position(Option::is_none) {
+            self.0[index] = Some(peer);
+            index
+        } else {
+            self.0.push(Some(peer));
+            self.0.len() - 1
+        }
+    }
+
+    /// Frees the slot of a peer.
+    fn remove(&mut self, index: usize) -> Option<Peer> {
+        self.0.get_mut(index).and_then(Option::take)
+    }
+
+    /// The number of slots, free ones included.
+    fn slots(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// The IKEv2 endpoint: every peer's IKE and Child SAs.
 pub struct Endpoint {
-    peers: Vec<Peer>,
+    peers: Peers,
     /// IKE SAs by our SPI.
     sas: BTreeMap<u64, IkeSa>,
     /// Responder SAs by (peer address, initiator's SPI), to answer retransmitted IKE_SA_INIT
@@ -259,30 +332,17 @@ const COOKIE_SECRET_LIFETIME: Duration = Duration::from_secs(120);
 const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 impl Endpoint {
-    /// An endpoint for these peers (their indices are the `peer` numbers of the API).
+    /// An endpoint for these peers (their indices are the `peer` numbers of the API; more come
+    /// with [`Endpoint::add_peer`]).
     /// Initiating peers start their IKE SA at once (see [`Endpoint::poll_transmit`]).
     pub fn new(peers: Vec<PeerConfig>, mut rng: Box<dyn Random + Send>, now: Instant) -> Endpoint {
         let cookies = CookieJar::new(now, COOKIE_SECRET_LIFETIME, rng.as_mut());
-        let peers: Vec<Peer> = peers
+        let peers = peers
             .into_iter()
-            .map(|mut config| {
-                // Deadlines are `now` plus these: keep them far from overflowing an Instant.
-                config.ike_lifetime = config.ike_lifetime.min(MAX_DURATION);
-                config.child_lifetime = config.child_lifetime.min(MAX_DURATION);
-                config.dpd_timeout = config.dpd_timeout.min(MAX_DURATION);
-                config
-            })
-            .map(|config| Peer {
-                reconnect_at: config.initiate.then_some(now),
-                config,
-                up: false,
-                down_reason: None,
-                backoff: Duration::ZERO,
-                last_error: None,
-            })
+            .map(|config| Some(Peer::new(config, now)))
             .collect();
         let mut endpoint = Endpoint {
-            peers,
+            peers: Peers(peers),
             sas: BTreeMap::new(),
             half_open: HashMap::new(),
             children: BTreeMap::new(),
@@ -318,9 +378,45 @@ impl Endpoint {
         self.transmissions = transmissions.clamp(1, 16);
     }
 
-    /// The number of configured peers.
+    /// The number of peer index slots: every index handed out so far, removed peers included
+    /// (their [`Endpoint::status`] says not connected until [`Endpoint::add_peer`] reuses them).
     pub fn peer_count(&self) -> usize {
-        self.peers.len()
+        self.peers.slots()
+    }
+
+    /// Adds a peer and returns its index (the lowest index freed by [`Endpoint::remove_peer`],
+    /// else a new one). An initiating peer starts its IKE SA at once, as in [`Endpoint::new`];
+    /// on a closed endpoint nothing starts.
+    pub fn add_peer(&mut self, now: Instant, config: PeerConfig) -> usize {
+        self.advance(now);
+        let mut peer = Peer::new(config, self.now);
+        if self.closed {
+            peer.reconnect_at = None;
+        }
+        let index = self.peers.insert(peer);
+        if !self.closed {
+            self.reconnect_if_due(index, self.now);
+            self.finish();
+        }
+        index
+    }
+
+    /// Removes a peer (its configuration is gone): each of its IKE SAs is deleted as
+    /// [`Endpoint::close_all`] does (one Delete, not retransmitted: the peer need not wait for
+    /// DPD, and we will not wait for its answer), its Child SAs are reported with
+    /// [`Event::ChildSaDown`], then [`Event::IkeDown`] if it was up. Nothing of it is left: no
+    /// timer, no half-open SA; datagrams from its address are those of an unknown peer, and no
+    /// event names the index again until [`Endpoint::add_peer`] reuses it. The other peers are
+    /// not touched. An unknown or already removed index is ignored.
+    pub fn remove_peer(&mut self, now: Instant, peer: usize) {
+        self.advance(now);
+        let Some(removed) = self.peers.remove(peer) else {
+            return;
+        };
+        self.on_remove_peer(peer, removed);
+        if !self.closed {
+            self.finish();
+        }
     }
 
     /// One IKE message received on `local` from `remote` (the caller strips the non-ESP marker

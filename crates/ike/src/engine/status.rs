@@ -75,7 +75,8 @@ pub struct PeerStatus {
 }
 
 impl Endpoint {
-    /// The state of peer `peer` (a default "not connected" status for an unknown index).
+    /// The state of peer `peer` (a default "not connected" status for an unknown or removed
+    /// index).
     pub fn status(&self, peer: usize) -> PeerStatus {
         let Some(p) = self.peers.get(peer) else {
             return PeerStatus {

@@ -15,15 +15,8 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 impl Endpoint {
     /// Fires the timers due at `now`.
     pub(super) fn on_timeout(&mut self, now: Instant) {
-        for index in 0..self.peers.len() {
-            let due = self.peers[index].reconnect_at.is_some_and(|at| at <= now);
-            if due {
-                self.peers[index].reconnect_at = None;
-                let busy = self.sas.values().any(|s| s.peer == index && s.is_live());
-                if !busy {
-                    self.initiate(index);
-                }
-            }
+        for index in 0..self.peers.slots() {
+            self.reconnect_if_due(index, now);
         }
 
         let spis: Vec<u64> = self.sas.keys().copied().collect();
@@ -101,6 +94,21 @@ impl Endpoint {
         }
     }
 
+    /// Starts the next attempt of an initiating peer if it is due.
+    pub(super) fn reconnect_if_due(&mut self, index: usize, now: Instant) {
+        let Some(peer) = self.peers.get_mut(index) else {
+            return;
+        };
+        match peer.reconnect_at {
+            Some(at) if at <= now => peer.reconnect_at = None,
+            _ => return,
+        }
+        let busy = self.sas.values().any(|s| s.peer == index && s.is_live());
+        if !busy {
+            self.initiate(index);
+        }
+    }
+
     /// The earliest timer.
     pub(super) fn next_timeout(&self) -> Option<Instant> {
         let mut next: Option<Instant> = None;
@@ -109,7 +117,7 @@ impl Endpoint {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         };
-        for peer in &self.peers {
+        for (_, peer) in self.peers.iter() {
             consider(peer.reconnect_at);
         }
         for sa in self.sas.values() {

@@ -126,7 +126,7 @@ fn child_spis_are_unique_and_above_255() {
             )
         })
         .collect();
-    for (i, p) in hub.peers.iter_mut().enumerate() {
+    for (i, p) in hub.peers.iter_mut() {
         p.config.remote_ts = vec![ts(&format!("10.{}.0.0/16", 100 + i))];
     }
     // Shuttle messages until quiet (no loss, no time).

@@ -28,7 +28,7 @@ fn child_delete_both_ways() {
             700 + deleter as u64,
         );
         sim.run_for(Duration::from_secs(1));
-        sim.nodes[0].ep.peers[0].config.initiate = false;
+        sim.nodes[0].ep.peers.get_mut(0).unwrap().config.initiate = false;
         sim.nodes[deleter].ep.test_delete_children(sim.now, 0);
         sim.run_for(Duration::from_secs(1));
         for n in 0..2 {
@@ -84,7 +84,7 @@ fn deleted_child_is_recreated_by_the_initiator() {
 fn crossing_child_deletes() {
     let mut sim = pair(0, "aes256gcm16-prfsha256-ecp256", "aes256gcm16", 710);
     sim.run_for(Duration::from_secs(1));
-    sim.nodes[0].ep.peers[0].config.initiate = false;
+    sim.nodes[0].ep.peers.get_mut(0).unwrap().config.initiate = false;
     sim.nodes[0].ep.test_delete_children(sim.now, 0);
     sim.nodes[1].ep.test_delete_children(sim.now, 0);
     sim.run_for(Duration::from_secs(1));

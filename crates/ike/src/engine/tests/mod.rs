@@ -9,6 +9,7 @@ mod fuzz;
 mod lifecycle;
 mod rekey;
 mod reliability;
+mod reload;
 mod strongswan;
 
 use std::time::Instant;

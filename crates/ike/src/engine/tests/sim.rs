@@ -129,10 +129,19 @@ type Filter = Box<dyn FnMut(&Packet) -> Verdict>;
 pub struct Node {
     pub ep: Endpoint,
     pub addr: IpAddr,
+    /// Further addresses (several peers between the same two nodes need one pair each).
+    pub aliases: Vec<IpAddr>,
     /// Every event so far.
     pub events: Vec<Event>,
     /// Offline: nothing reaches it, nothing leaves it, its timers still run.
     pub offline: bool,
+}
+
+impl Node {
+    /// Whether `ip` is one of its addresses.
+    pub fn has(&self, ip: IpAddr) -> bool {
+        self.addr == ip || self.aliases.contains(&ip)
+    }
 }
 
 struct InFlight {
@@ -156,8 +165,16 @@ pub struct Sim {
 impl Sim {
     /// Two nodes, A (192.0.2.1) and B (192.0.2.2), each with one peer: the other.
     pub fn pair(a: PeerConfig, b: PeerConfig, seed: u64) -> Sim {
+        let mut sim = Sim::empty(seed);
+        sim.add_node(A, vec![a], seed.wrapping_mul(2).wrapping_add(1));
+        sim.add_node(B, vec![b], seed.wrapping_mul(2).wrapping_add(2));
+        sim
+    }
+
+    /// A network without nodes.
+    pub fn empty(seed: u64) -> Sim {
         let start = Instant::now();
-        let mut sim = Sim {
+        Sim {
             now: start,
             start,
             nodes: Vec::new(),
@@ -167,10 +184,7 @@ impl Sim {
             seq: 0,
             sent: Vec::new(),
             filter: None,
-        };
-        sim.add_node(A, vec![a], seed.wrapping_mul(2).wrapping_add(1));
-        sim.add_node(B, vec![b], seed.wrapping_mul(2).wrapping_add(2));
-        sim
+        }
     }
 
     pub fn add_node(&mut self, addr: IpAddr, peers: Vec<PeerConfig>, seed: u64) -> usize {
@@ -178,6 +192,7 @@ impl Sim {
         self.nodes.push(Node {
             ep,
             addr,
+            aliases: Vec::new(),
             events: Vec::new(),
             offline: false,
         });
@@ -232,10 +247,10 @@ impl Sim {
     }
 
     fn send(&mut self, from_node: usize, t: Transmit) {
-        assert_eq!(
-            t.local.ip(),
-            self.nodes[from_node].addr,
-            "sent from a foreign address"
+        assert!(
+            self.nodes[from_node].has(t.local.ip()),
+            "sent from a foreign address {}",
+            t.local.ip()
         );
         let mut udp = Vec::new();
         if t.local.port() == NATT_PORT || t.remote.port() == NATT_PORT {
@@ -261,7 +276,7 @@ impl Sim {
         if self.chance(self.net.loss) {
             return;
         }
-        let Some(to_node) = self.nodes.iter().position(|n| n.addr == t.remote.ip()) else {
+        let Some(to_node) = self.nodes.iter().position(|n| n.has(t.remote.ip())) else {
             return;
         };
         let copies = if self.chance(self.net.duplicate) {
@@ -320,7 +335,8 @@ impl Sim {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => a.or(b).unwrap_or(deadline),
             };
-            if next > deadline {
+            // Nothing left to happen (every node idle): straight to the deadline.
+            if next > deadline || (next_packet.is_none() && next_timer.is_none()) {
                 self.now = deadline;
                 self.collect();
                 return;
@@ -439,15 +455,21 @@ impl Sim {
 
     /// Whether the last link event of node `i` says up.
     pub fn link_up(&self, i: usize) -> bool {
+        self.link_up_where(i, |_| true)
+    }
+
+    /// Whether the last link event of node `i` among the events `pick` selects (one peer's)
+    /// says up.
+    pub fn link_up_where(&self, i: usize, pick: impl Fn(&Event) -> bool) -> bool {
         let mut up = false;
-        for e in &self.nodes[i].events {
+        for e in self.nodes[i].events.iter().filter(|e| pick(e)) {
             match e {
                 Event::IkeUp { .. } => {
-                    assert!(!up, "IkeUp twice in a row");
+                    assert!(!up, "node {i}: IkeUp twice in a row");
                     up = true;
                 }
                 Event::IkeDown { .. } => {
-                    assert!(up, "IkeDown without IkeUp");
+                    assert!(up, "node {i}: IkeDown without IkeUp");
                     up = false;
                 }
                 _ => {}

@@ -923,3 +923,121 @@ impl Drop for Dataplane {
         self.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn fixture(name: &str) -> (Config, String) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/config")
+            .join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        (crate::config::parse(&text, &path).unwrap(), text)
+    }
+
+    fn reparse(text: &str) -> Config {
+        crate::config::parse(text, Path::new("/etc/causeway/test.toml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A running topology with the connections of `c` in slots 0.. (outputs are irrelevant).
+    fn topology(c: &Config) -> Topology {
+        Topology {
+            slots: c
+                .connections
+                .iter()
+                .map(|cc| {
+                    Some(Slot {
+                        config: cc.clone(),
+                        conn: Connection {
+                            name: cc.name.clone(),
+                            gateway: cc.gateway_index,
+                            tunnel: None,
+                            prefixes: cc.prefixes.clone(),
+                            routing_weight: cc.routing_weight,
+                            mtu: 1500,
+                            up: Arc::new(AtomicBool::new(true)),
+                            counters: Arc::new(PathCounters::default()),
+                        },
+                        output: Output::Gone,
+                        esp: None,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_same_file_changes_nothing() {
+        let (c, _) = fixture("coexist.toml");
+        let p = plan(&topology(&c), &c.connections);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(p.unchanged, ["circuit-1", "s2s-1", "s2s-2"]);
+    }
+
+    #[test]
+    fn connections_are_matched_by_name_and_sorted_into_kinds_of_change() {
+        let (c, text) = fixture("coexist.toml");
+        let t = topology(&c);
+        // circuit-1: a routing weight (in place); s2s-1: another MTU (re-created); s2s-2: gone;
+        // s2s-3: new.
+        let next = text
+            .replace(
+                "prefixes = [\"10.2.0.0/16\", \"fd00:2::/48\"]",
+                "prefixes = [\"10.2.0.0/16\", \"fd00:2::/48\"]\nrouting_weight = 10",
+            )
+            .replace("mtu = 1400", "mtu = 1390");
+        let cut = next.find("[[connection]]\nname = \"s2s-2\"").unwrap();
+        let rest = &next[cut..];
+        let s2s3 = rest
+            .replace("name = \"s2s-2\"", "name = \"s2s-3\"")
+            .replace("fd00:4::/48", "fd00:5::/48")
+            .replace("10.4.0.0/16", "10.5.0.0/16");
+        let next = format!("{}{}", &next[..cut], s2s3);
+        let n = reparse(&next);
+        let p = plan(&t, &n.connections);
+        assert_eq!(p.update.len(), 1);
+        assert_eq!((p.update[0].0, p.update[0].1.routing_weight), (0, 10));
+        assert_eq!(p.remove, [1, 2], "s2s-1 (changed) and s2s-2 (gone)");
+        let added: Vec<&str> = p.add.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(added, ["s2s-1", "s2s-3"]);
+        assert!(p.unchanged.is_empty());
+    }
+
+    #[test]
+    fn new_prefixes_update_a_manual_tunnel_in_place_but_renegotiate_an_ike_one() {
+        let (c, text) = fixture("ike.toml");
+        let t = topology(&c);
+        let next = text
+            .replace(
+                "prefixes = [\"10.9.0.0/16\"]",
+                "prefixes = [\"10.9.0.0/16\", \"10.19.0.0/16\"]",
+            )
+            .replace(
+                "prefixes = [\"10.3.0.0/16\"]",
+                "prefixes = [\"10.3.0.0/16\", \"10.13.0.0/16\"]",
+            );
+        let p = plan(&t, &reparse(&next).connections);
+        assert_eq!(p.update.len(), 1);
+        assert_eq!(p.update[0].1.name, "s2s-manual");
+        assert_eq!(p.remove, [1], "the IKE tunnel's traffic selectors changed");
+        assert_eq!(p.add.len(), 1);
+        assert_eq!(p.add[0].name, "s2s-1");
+        assert_eq!(p.unchanged, ["s2s-2"]);
+    }
+
+    #[test]
+    fn removed_slots_stay_empty_and_are_not_matched() {
+        let (c, _) = fixture("coexist.toml");
+        let mut t = topology(&c);
+        t.slots[1] = None;
+        assert!(t.find("s2s-1").is_none());
+        assert_eq!(t.iter().count(), 2);
+        let p = plan(&t, &c.connections);
+        assert_eq!(p.add.len(), 1);
+        assert_eq!(p.add[0].name, "s2s-1");
+        assert!(p.remove.is_empty());
+    }
+}

@@ -68,6 +68,10 @@ pub struct ReloadResult {
     pub unchanged: Vec<String>,
     /// Gateways whose SKU changed in the file, resized in place: `NAME: OLD -> NEW`.
     pub resized: Vec<String>,
+    /// What failed once the reload was under way (a sequence-number lease that could not be
+    /// written, a route that could not be set); empty normally.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// `capture`: how long the daemon waits for the count when the request names no timeout.

@@ -116,10 +116,12 @@ enum Command {
         #[arg(long, value_name = "SECS")]
         timeout: Option<u32>,
     },
-    /// Make the daemon re-read its config file (as SIGHUP does): added connections come up,
-    /// removed ones go down (IKE tunnels send a Delete), unchanged ones are not touched. An
-    /// invalid file, or a change to [vnet], [control], [metrics] or the gateways (but their
-    /// SKUs), is refused whole and the running config stays.
+    /// Re-read the daemon's config file and apply the changes (as SIGHUP does)
+    ///
+    /// Added connections come up, removed ones go down (IKE tunnels send a Delete), unchanged
+    /// ones are not touched; a changed SKU is a live resize. An invalid file, or a change to
+    /// [vnet], [control], [metrics] or the gateways' names and types, is refused whole and the
+    /// running config stays.
     Reload,
     /// Print a shell completion script (bash, zsh or fish) on stdout.
     #[command(long_about = COMPLETIONS_LONG_ABOUT)]
@@ -321,6 +323,9 @@ fn reload_table(r: &causeway_api::ReloadResult) -> String {
     ];
     if !r.resized.is_empty() {
         rows.push(vec!["resized".to_string(), list(&r.resized)]);
+    }
+    for e in &r.errors {
+        rows.push(vec!["error".to_string(), e.clone()]);
     }
     format!("reloaded {}\n{}", r.config, table(&rows))
 }

@@ -130,6 +130,23 @@ impl Capture {
             .unwrap_or_else(|_| Err("the capture ended without a result".into()))
     }
 
+    /// Ends a capture of connection slot `conn` at once with `why` as its error (the
+    /// connection is going away); nothing when no capture of it runs.
+    pub fn end_for(&self, conn: usize, why: &str) {
+        let taken = {
+            let mut s = self.session.lock().unwrap_or_else(|e| e.into_inner());
+            if s.as_ref().is_none_or(|s| s.conn != conn) {
+                return;
+            }
+            self.active.store(false, Ordering::Relaxed);
+            s.take()
+        };
+        if let Some(session) = taken {
+            let n = session.written;
+            session.finish(Some(format!("{why}, after {n} packets")));
+        }
+    }
+
     /// Called by a worker, only when [`Capture::active`] is true, for a packet it forwards:
     /// appends `pkt` (an IP packet) if it belongs to the captured connection and direction.
     #[cold]
@@ -202,6 +219,16 @@ mod tests {
         c.record(1, CaptureDir::Ingress, &pkt);
         assert_eq!(c.wait(p, Duration::from_millis(10)), Ok(1));
         assert!(!c.active());
+        // A reload removing the captured connection ends the capture with an error at once;
+        // removing another one does not.
+        let p = c.start(1, None, 5, &path).unwrap();
+        c.record(1, CaptureDir::Ingress, &pkt);
+        c.end_for(0, "gone");
+        assert!(c.active());
+        c.end_for(1, "connection `c` removed");
+        assert!(!c.active());
+        let e = c.wait(p, Duration::from_secs(5)).unwrap_err();
+        assert!(e.contains("removed, after 1 packets"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

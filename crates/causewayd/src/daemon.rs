@@ -161,13 +161,14 @@ impl State {
                 .filter_map(|&i| t.get(i).map(|s| s.config.name.clone()))
                 .collect()
         };
-        let result = ReloadResult {
+        let mut result = ReloadResult {
             config: old.path.display().to_string(),
             added: change.add.iter().map(|c| c.name.clone()).collect(),
             removed: names(&change.remove),
             updated: change.update.iter().map(|(_, c)| c.name.clone()).collect(),
             unchanged: change.unchanged.clone(),
             resized,
+            errors: Vec::new(),
         };
         let prepared = dp
             .prepare(change, &next)
@@ -183,15 +184,16 @@ impl State {
             }
         }
         *skus = next;
-        drop(skus);
-        dp.commit(prepared);
+        result.errors = dp.commit(prepared);
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        drop(skus);
         tracing::info!(
             added = ?result.added,
             removed = ?result.removed,
             updated = ?result.updated,
             unchanged = result.unchanged.len(),
             resized = ?result.resized,
+            errors = ?result.errors,
             "config reloaded"
         );
         Ok(result)
@@ -201,6 +203,9 @@ impl State {
     /// of the new SKU, then the new limits published to the workers (applied at their next
     /// packet, the shapers keeping their tokens).
     fn resize(&self, gateway: &str, sku: &str, scale_units: Option<u32>) -> Result<(), String> {
+        // One change at a time: a reload under way finishes first (its connection count and
+        // tunnel caps are then those this resize checks against).
+        let _dp = self.dataplane.lock().unwrap_or_else(|e| e.into_inner());
         let config = self.config();
         let Some(gi) = config.gateways.iter().position(|g| g.name == gateway) else {
             let known: Vec<&str> = config.gateways.iter().map(|g| g.name.as_str()).collect();
@@ -340,9 +345,16 @@ impl State {
                 let esp = idx.and_then(|i| self.esp_stats(i)).unwrap_or_default();
                 let ike = idx.and_then(|i| self.ike_status(i));
                 // Manually keyed SAs are installed at start: the tunnel carries traffic as long
-                // as it is routed. An IKE-keyed one is connected once IKE has an SA up.
-                let connected = routed && ike.as_ref().is_none_or(|s| s.state == "Connected");
-                let state = ike.as_ref().map(|s| s.state.clone());
+                // as it is routed. An IKE-keyed one is connected once IKE has an SA up (and
+                // connecting until the IKE thread has shown it, just after a reload added it).
+                let keyed_by_ike = ipsec.keying.ike().is_some();
+                let connected = routed
+                    && (!keyed_by_ike || ike.as_ref().is_some_and(|s| s.state == "Connected"));
+                let state = match &ike {
+                    Some(s) => Some(s.state.clone()),
+                    None if keyed_by_ike => Some("Connecting".to_string()),
+                    None => None,
+                };
                 let tunnel = TunnelStatus {
                     local: SocketAddr::new(ipsec.local_address, ipsec.local_port).to_string(),
                     peer: SocketAddr::new(ipsec.peer_address, ipsec.peer_port).to_string(),
@@ -523,6 +535,13 @@ fn watch_links(state: &State, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         let t = state.shared.topology();
         let vnet_space = state.config().vnet.address_space.clone();
+        // A probe pins its namespace: keep only those of namespaces with circuits now.
+        probes.retain(|ns, _| {
+            t.iter().any(|(_, s)| {
+                matches!(&s.config.kind, ConnectionKind::ExpressRoute { interface }
+                    if interface.netns == *ns)
+            })
+        });
         for (_, slot) in t.iter() {
             let ConnectionKind::ExpressRoute { interface: iface } = &slot.config.kind else {
                 continue;
@@ -539,10 +558,12 @@ fn watch_links(state: &State, stop: &AtomicBool) {
                 continue;
             };
             let circuit = &slot.conn;
-            let up = probe
-                .state(&iface.name)
-                .map(|s| s.exists && s.up && s.running)
-                .unwrap_or(false);
+            let st = probe.state(&iface.name);
+            if !st.as_ref().is_ok_and(|s| s.exists) {
+                // Maybe the namespace was made again since the probe was: look afresh next time.
+                probes.remove(&iface.netns);
+            }
+            let up = st.map(|s| s.exists && s.up && s.running).unwrap_or(false);
             let was = circuit.up.load(Ordering::Relaxed);
             if up && !was {
                 // The kernel removed the routes through the interface when it went down (and its
@@ -569,6 +590,14 @@ fn watch_links(state: &State, stop: &AtomicBool) {
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<()> {
     let started = Instant::now();
+    // Installed first: a SIGHUP (say `systemctl reload`) while the data plane starts must not
+    // end the daemon; it is handled once running.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])
+    .context("installing signal handlers")?;
     let dp =
         Dataplane::start(&config, BurstPolicy::default()).context("starting the data plane")?;
     let state = Arc::new(State {
@@ -603,12 +632,6 @@ pub fn run(config: Config) -> Result<()> {
         connections = config.connections.len(),
         "causewayd running"
     );
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ])
-    .context("installing signal handlers")?;
     for sig in signals.forever() {
         if sig == signal_hook::consts::SIGHUP {
             // The result is logged either way; a refused reload keeps the running config.

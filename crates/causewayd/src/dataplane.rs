@@ -231,12 +231,13 @@ pub struct Dataplane {
 /// A connection made ready by [`Dataplane::prepare`], and what its commit still has to do.
 enum Ready {
     Circuit,
-    /// A manually keyed tunnel: its inbound SA to install, or, when its outbound SPI is that of
-    /// a tunnel being removed (the same sequence-number lease), its SAs to make at commit,
-    /// once the old one has stopped sealing.
+    /// A manually keyed tunnel: its inbound SA to install, then its outbound SA to make. The
+    /// outbound SA takes its sequence-number lease (a file write) only at commit: a refused
+    /// reload spends no numbers, and a replaced tunnel with the same SPI has let its lease go.
     Manual {
-        inbound: Option<Box<InboundEntry>>,
-        deferred: Option<Box<ManualSa>>,
+        inbound: Box<InboundEntry>,
+        sa: Box<ManualSa>,
+        peer: SocketAddr,
     },
     Ike(Box<IkePeer>),
 }
@@ -292,30 +293,35 @@ fn configure(iface: &InterfaceConfig) -> io::Result<()> {
     link::set_up(ns, &iface.name)
 }
 
-/// The two SAs of a manually keyed tunnel; the outbound one resumes above every sequence number
-/// a previous run may have used (its lease in `state_dir`).
-fn manual_sas(
+/// The inbound SA of a manually keyed tunnel.
+fn manual_inbound(name: &str, sa: &ManualSa) -> Result<InboundSa> {
+    let in_key = sa.in_key.key_material(sa.cipher);
+    InboundSa::new(sa.in_spi, sa.cipher, &in_key, sa.esn, sa.replay_window)
+        .map_err(|e| anyhow::anyhow!("connection `{name}`: inbound SA: {e}"))
+}
+
+/// The outbound SA of a manually keyed tunnel, resuming at `first` (its lease).
+fn manual_outbound_sa(name: &str, sa: &ManualSa, first: u64) -> Result<OutboundSa> {
+    let out_key = sa.out_key.key_material(sa.cipher);
+    OutboundSa::resume(sa.out_spi, sa.cipher, &out_key, sa.esn, first)
+        .map_err(|e| anyhow::anyhow!("connection `{name}`: outbound SA: {e}"))
+}
+
+/// The outbound SA of a manually keyed tunnel with its lease taken: it resumes above every
+/// sequence number a previous run may have used (`state_dir`).
+fn manual_outbound(
     state_dir: &std::path::Path,
     name: &str,
     sa: &ManualSa,
     peer: SocketAddr,
-) -> Result<(Outbound, InboundSa)> {
-    let out_key = sa.out_key.key_material(sa.cipher);
-    let in_key = sa.in_key.key_material(sa.cipher);
+) -> Result<Outbound> {
     let (lease, first) = SeqLease::acquire(state_dir, sa.out_spi)
         .with_context(|| format!("connection `{name}`: sequence-number lease"))?;
-    let out = OutboundSa::resume(sa.out_spi, sa.cipher, &out_key, sa.esn, first)
-        .map_err(|e| anyhow::anyhow!("connection `{name}`: outbound SA: {e}"))?;
-    let inn = InboundSa::new(sa.in_spi, sa.cipher, &in_key, sa.esn, sa.replay_window)
-        .map_err(|e| anyhow::anyhow!("connection `{name}`: inbound SA: {e}"))?;
-    Ok((
-        Outbound {
-            sa: out,
-            lease: Some(lease),
-            peer,
-        },
-        inn,
-    ))
+    Ok(Outbound {
+        sa: manual_outbound_sa(name, sa, first)?,
+        lease: Some(lease),
+        peer,
+    })
 }
 
 /// Assigns the configured addresses (idempotent: `ip address replace`).
@@ -520,7 +526,10 @@ impl Dataplane {
         let skus: Vec<Sku> = config.gateways.iter().map(|g| g.sku).collect();
         let first = plan(&Topology::default(), &config.connections);
         let prepared = dp.prepare(first, &skus)?;
-        dp.commit(prepared);
+        let errors = dp.commit(prepared);
+        if !errors.is_empty() {
+            anyhow::bail!("{}", errors.join("; "));
+        }
         Ok(dp)
     }
 
@@ -541,7 +550,7 @@ impl Dataplane {
                     && self
                         .freed
                         .get(i)
-                        .is_none_or(|at| now.duration_since(*at) >= SLOT_QUARANTINE)
+                        .is_some_and(|at| now.saturating_duration_since(*at) >= SLOT_QUARANTINE)
             })
             .map(|(i, _)| i)
             .collect::<Vec<_>>()
@@ -634,32 +643,25 @@ impl Dataplane {
                                 sa.out_spi,
                                 sa.in_spi,
                             ));
-                            let shares_lease = removed.iter().any(|s| {
-                                matches!(&s.config.kind, ConnectionKind::IPsec(i)
-                                    if i.keying.manual().is_some_and(|m| m.out_spi == sa.out_spi))
-                            });
-                            if shares_lease {
-                                let tx = TunnelTx::new(slot, socket, None, esp.clone());
-                                let ready = Ready::Manual {
-                                    inbound: None,
-                                    deferred: Some(Box::new(sa.clone())),
-                                };
-                                (Arc::new(tx), esp, ready)
-                            } else {
-                                let (out, inn) = manual_sas(&self.state_dir, &c.name, sa, peer)?;
-                                let tx = TunnelTx::new(slot, socket, Some(out), esp.clone());
-                                let entry = InboundEntry {
-                                    spi: sa.in_spi,
-                                    conn: slot,
-                                    sa: inn,
-                                    esp: esp.clone(),
-                                };
-                                let ready = Ready::Manual {
-                                    inbound: Some(Box::new(entry)),
-                                    deferred: None,
-                                };
-                                (Arc::new(tx), esp, ready)
-                            }
+                            // Checked now, written at commit: the lease file and the keys.
+                            let first =
+                                SeqLease::peek(&self.state_dir, sa.out_spi).with_context(|| {
+                                    format!("connection `{}`: sequence-number lease", c.name)
+                                })?;
+                            drop(manual_outbound_sa(&c.name, sa, first)?);
+                            let entry = InboundEntry {
+                                spi: sa.in_spi,
+                                conn: slot,
+                                sa: manual_inbound(&c.name, sa)?,
+                                esp: esp.clone(),
+                            };
+                            let tx = TunnelTx::new(slot, socket, None, esp.clone());
+                            let ready = Ready::Manual {
+                                inbound: Box::new(entry),
+                                sa: Box::new(sa.clone()),
+                                peer,
+                            };
+                            (Arc::new(tx), esp, ready)
                         }
                         Keying::Ike(ike) => {
                             // SAs come from the IKE thread; until then packets are dropped
@@ -725,8 +727,11 @@ impl Dataplane {
 
     /// Applies a prepared reload: the new topology goes to the workers (each takes it between
     /// two batches; connections that stay keep their slot, shapers and SAs), then removed
-    /// tunnels are deleted in IKE, new SAs installed, routes nobody offers withdrawn.
-    pub fn commit(&mut self, p: Prepared) {
+    /// tunnels are deleted in IKE, new SAs installed, routes nobody offers withdrawn. Returns
+    /// what failed past the point of no return (logged too): a sequence-number lease that could
+    /// not be written leaves its tunnel without SAs, a route or address that could not be set
+    /// is retried at the next reload.
+    pub fn commit(&mut self, p: Prepared) -> Vec<String> {
         let Prepared {
             plan,
             added,
@@ -734,12 +739,16 @@ impl Dataplane {
             mut sockets,
             mut ike_sockets,
         } = p;
-        let now = Instant::now();
+        let mut errors = Vec::new();
         let mut t = (*self.shared.topology()).clone();
         let mut gone = Vec::new();
         for &slot in &plan.remove {
             if let Some(s) = t.slots.get_mut(slot).and_then(Option::take) {
-                self.freed.insert(slot, now);
+                // A capture of it ends now rather than at its timeout.
+                self.shared.capture.end_for(
+                    slot,
+                    &format!("connection `{}` removed by a config reload", s.config.name),
+                );
                 gone.push((slot, s));
             }
         }
@@ -760,11 +769,15 @@ impl Dataplane {
             t.slots[slot] = Some(s);
         }
         for iface in &reconfigure {
-            if let Err(e) = configure(iface)
+            // A replaced circuit's TUN, kept: its addresses are those of the new config only.
+            let r = link::flush_addresses(iface.netns.as_deref(), &iface.name)
+                .and_then(|()| configure(iface))
                 .map_err(anyhow::Error::from)
-                .and_then(|()| install_routes(iface, &self.vnet_space))
-            {
-                tracing::warn!(interface = %iface.name, error = %format!("{e:#}"), "reconfiguring a reused interface failed");
+                .and_then(|()| install_routes(iface, &self.vnet_space));
+            if let Err(e) = r {
+                let e = format!("interface `{}`: reconfiguring: {e:#}", iface.name);
+                tracing::warn!(error = %e, "reload");
+                errors.push(e);
             }
         }
         // New routes toward on-premises before the workers route over the new connections.
@@ -773,13 +786,21 @@ impl Dataplane {
             .flat_map(|(_, s)| s.conn.prefixes.iter().copied())
             .filter(|p| routed_by(&self.vnet_iface, p))
             .collect();
-        for p in wanted.difference(&self.vnet_routes) {
-            if let Err(e) = link::add_route(
+        let missing: Vec<Prefix> = wanted.difference(&self.vnet_routes).copied().collect();
+        for p in missing {
+            match link::add_route(
                 self.vnet_iface.netns.as_deref(),
                 &p.to_string(),
                 &self.vnet_iface.name,
             ) {
-                tracing::warn!(prefix = %p, error = %e, "adding a VNet-side route failed");
+                Ok(()) => {
+                    self.vnet_routes.insert(p);
+                }
+                Err(e) => {
+                    let e = format!("adding the VNet-side route {p}: {e}");
+                    tracing::warn!(error = %e, "reload");
+                    errors.push(e);
+                }
             }
         }
         // Sockets nobody uses any more are closed when the last reference goes.
@@ -797,7 +818,19 @@ impl Dataplane {
             .collect();
         ike_sockets.retain(|a, _| ike_used.contains(a));
         let generation = self.shared.publish(t);
-        self.wait_acks(generation);
+        let all_took_it = self.wait_acks(generation);
+        // A freed slot is given to a new connection only once no worker can still hold packets
+        // for the old one: a second after every worker took the topology (much later when one
+        // did not answer in time).
+        let free_from = Instant::now()
+            + if all_took_it {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(60)
+            };
+        for (slot, _) in &gone {
+            self.freed.insert(*slot, free_from);
+        }
 
         // No worker routes to a removed connection any more.
         for (slot, s) in &gone {
@@ -821,41 +854,26 @@ impl Dataplane {
         for (slot, name, tx, r) in ready {
             match r {
                 Ready::Circuit => {}
-                Ready::Manual { inbound, deferred } => {
-                    let entry = match (inbound, deferred, &tx) {
-                        (Some(e), _, _) => Some(*e),
-                        (None, Some(sa), Some(tx)) => {
-                            let peer = tx.esp.clone();
-                            let dest = self.shared.topology().get(slot).and_then(|s| {
-                                match &s.config.kind {
-                                    ConnectionKind::IPsec(i) => {
-                                        Some(SocketAddr::new(i.peer_address, i.peer_port))
-                                    }
-                                    _ => None,
-                                }
-                            });
-                            match dest.map(|d| manual_sas(&self.state_dir, &name, &sa, d)) {
-                                Some(Ok((out, inn))) => {
-                                    tx.set_outbound(Some(out));
-                                    Some(InboundEntry {
-                                        spi: sa.in_spi,
-                                        conn: slot,
-                                        sa: inn,
-                                        esp: peer,
-                                    })
-                                }
-                                Some(Err(e)) => {
-                                    tracing::error!(connection = %name, error = %format!("{e:#}"), "manual SAs not installed: the tunnel drops its packets (esp_no_sa)");
-                                    None
-                                }
-                                None => None,
+                Ready::Manual { inbound, sa, peer } => {
+                    // Make before break: the inbound SA first, then the outbound one.
+                    if let Some((cmds, waker)) = &self.inbound {
+                        let _ = cmds.send(InboundCmd::Install(*inbound));
+                        let _ = waker.wake();
+                    }
+                    match manual_outbound(&self.state_dir, &name, &sa, peer) {
+                        Ok(out) => {
+                            if let Some(tx) = &tx {
+                                tx.set_outbound(Some(out));
                             }
                         }
-                        _ => None,
-                    };
-                    if let (Some(e), Some((cmds, waker))) = (entry, &self.inbound) {
-                        let _ = cmds.send(InboundCmd::Install(e));
-                        let _ = waker.wake();
+                        Err(e) => {
+                            let e = format!(
+                                "{e:#}: the tunnel has no outbound SA and drops its packets \
+                                 (esp_no_sa)"
+                            );
+                            tracing::error!(connection = %name, error = %e, "manual SA not installed");
+                            errors.push(e);
+                        }
                     }
                 }
                 Ready::Ike(peer) => {
@@ -869,22 +887,31 @@ impl Dataplane {
         for (_, cfg) in &plan.update {
             tracing::info!(connection = %cfg.name, "connection updated in place");
         }
-        for p in self.vnet_routes.difference(&wanted) {
-            if let Err(e) = link::del_route(
+        let stale: Vec<Prefix> = self.vnet_routes.difference(&wanted).copied().collect();
+        for p in stale {
+            match link::del_route(
                 self.vnet_iface.netns.as_deref(),
                 &p.to_string(),
                 &self.vnet_iface.name,
             ) {
-                tracing::warn!(prefix = %p, error = %e, "withdrawing a VNet-side route failed");
+                Ok(()) => {
+                    self.vnet_routes.remove(&p);
+                }
+                Err(e) => {
+                    let e = format!("withdrawing the VNet-side route {p}: {e}");
+                    tracing::warn!(error = %e, "reload");
+                    errors.push(e);
+                }
             }
         }
-        self.vnet_routes = wanted;
         self.sockets = sockets;
         self.ike_sockets = ike_sockets;
+        errors
     }
 
-    /// Wakes every worker and waits (bounded) until each has taken `generation`.
-    fn wait_acks(&self, generation: u64) {
+    /// Wakes every worker and waits (bounded) until each has taken `generation`; false when
+    /// one did not in time.
+    fn wait_acks(&self, generation: u64) -> bool {
         for w in &self.wakers {
             let _ = w.wake();
         }
@@ -896,10 +923,11 @@ impl Dataplane {
         {
             if self.stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
                 tracing::warn!(generation, "a worker did not take the new topology in time");
-                return;
+                return false;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+        true
     }
 
     /// Stops the workers and waits for them; the TUNs close when the last reference goes.

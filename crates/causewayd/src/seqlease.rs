@@ -25,17 +25,12 @@ pub struct SeqLease {
 }
 
 impl SeqLease {
-    /// Reads the lease of `spi` in `dir` (creating the directory), and takes a new one: returns
-    /// the lease and the first sequence number the SA may use.
-    pub fn acquire(dir: &Path, spi: u32) -> io::Result<(SeqLease, u64)> {
-        fs::create_dir_all(dir).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("creating state directory {}: {e}", dir.display()),
-            )
-        })?;
-        let path = dir.join(format!("esp-{spi:08x}.lease"));
-        let start = match fs::read_to_string(&path) {
+    /// The first sequence number the SA of `spi` may use after what `dir` records, without
+    /// writing anything (a reload checks this before it changes anything): 1 when there is no
+    /// lease yet; an error for an unreadable or damaged one.
+    pub fn peek(dir: &Path, spi: u32) -> io::Result<u64> {
+        let path = Self::path(dir, spi);
+        match fs::read_to_string(&path) {
             Ok(text) => text.trim().parse::<u64>().map_err(|_| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -46,16 +41,31 @@ impl SeqLease {
                         text.trim()
                     ),
                 )
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 1,
-            Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("reading {}: {e}", path.display()),
-                ))
-            }
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(1),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!("reading {}: {e}", path.display()),
+            )),
         }
-        .max(1);
+        .map(|n| n.max(1))
+    }
+
+    fn path(dir: &Path, spi: u32) -> PathBuf {
+        dir.join(format!("esp-{spi:08x}.lease"))
+    }
+
+    /// Reads the lease of `spi` in `dir` (creating the directory), and takes a new one: returns
+    /// the lease and the first sequence number the SA may use.
+    pub fn acquire(dir: &Path, spi: u32) -> io::Result<(SeqLease, u64)> {
+        fs::create_dir_all(dir).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("creating state directory {}: {e}", dir.display()),
+            )
+        })?;
+        let path = Self::path(dir, spi);
+        let start = Self::peek(dir, spi)?;
         let mut lease = SeqLease {
             path,
             ceiling: start,
@@ -135,6 +145,11 @@ mod tests {
         fs::write(d.join("esp-00001001.lease"), "banana").unwrap();
         let e = SeqLease::acquire(&d, 0x1001).unwrap_err();
         assert!(e.to_string().contains("not a sequence number"), "{e}");
+        let e = SeqLease::peek(&d, 0x1001).unwrap_err();
+        assert!(e.to_string().contains("not a sequence number"), "{e}");
+        // Peeking writes nothing.
+        assert_eq!(SeqLease::peek(&d, 0x2002).unwrap(), 1);
+        assert!(!d.join("esp-00002002.lease").exists());
         let _ = fs::remove_dir_all(&d);
     }
 }

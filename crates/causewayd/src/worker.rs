@@ -415,6 +415,8 @@ impl Worker {
                 &mut b,
             );
             if next == Next::Stop {
+                // A reload must not wait for a worker that is gone.
+                self.ack.store(u64::MAX, Ordering::Release);
                 return;
             }
         }
@@ -770,6 +772,8 @@ impl Worker {
             let next =
                 self.serve_tunnels(&mut t, &view, &mut ing, &live, &mut held, &mut b, &mut rb);
             if next == Next::Stop {
+                // A reload must not wait for a worker that is gone.
+                self.ack.store(u64::MAX, Ordering::Release);
                 return;
             }
         }

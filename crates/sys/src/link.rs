@@ -73,6 +73,12 @@ pub fn add_route(netns: Option<&str>, dest: &str, ifname: &str) -> io::Result<()
     cmd::ip(netns, &[family, "route", "replace", dest, "dev", ifname])
 }
 
+/// Removes every address of the interface: `ip address flush dev IF`.
+pub fn flush_addresses(netns: Option<&str>, ifname: &str) -> io::Result<()> {
+    check(netns, ifname)?;
+    cmd::ip(netns, &["address", "flush", "dev", ifname])
+}
+
 /// Removes the route to `dest` out of the interface: `ip route del DEST dev IF`. A route that is
 /// not there (already gone, or the interface with it) is not an error.
 pub fn del_route(netns: Option<&str>, dest: &str, ifname: &str) -> io::Result<()> {

@@ -354,6 +354,17 @@ fn routed_by(iface: &InterfaceConfig, p: &Prefix) -> bool {
             .any(|a| Prefix::containing(a.addr, a.len).ok() == Some(*p))
 }
 
+/// A tunnel's UDP socket: large buffers, and UDP GRO (received datagrams of one peer come
+/// coalesced, up to 64 KB per read) where the kernel has it (Linux 5.0+; else without).
+fn bind_underlay(local: SocketAddr) -> io::Result<UdpSocket> {
+    let gro = UdpOptions {
+        gro: true,
+        ..UdpOptions::default()
+    };
+    UdpSocket::bind(local, None, &gro)
+        .or_else(|e| UdpSocket::bind(local, None, &UdpOptions::default()).map_err(|_| e))
+}
+
 /// The per-tunnel cap of a SKU, as tunnel parameters.
 fn tunnel_params(ipsec: &IpsecConfig, sku: Sku) -> TunnelParams {
     TunnelParams {
@@ -620,16 +631,9 @@ impl Dataplane {
                     let socket = match p.sockets.get(&local) {
                         Some(s) => s.clone(),
                         None => {
-                            let s = Arc::new(
-                                UdpSocket::bind(local, None, &UdpOptions::default()).with_context(
-                                    || {
-                                        format!(
-                                            "connection `{}`: binding the underlay socket",
-                                            c.name
-                                        )
-                                    },
-                                )?,
-                            );
+                            let s = Arc::new(bind_underlay(local).with_context(|| {
+                                format!("connection `{}`: binding the underlay socket", c.name)
+                            })?);
                             p.sockets.insert(local, s.clone());
                             s
                         }

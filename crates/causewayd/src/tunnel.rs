@@ -16,8 +16,11 @@ use std::sync::{Arc, Mutex};
 use causeway_engine::counters::DropReason;
 use causeway_esp::{
     InboundSa, OpenError, OutboundSa, SealError, HEADROOM, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6,
+    TAILROOM,
 };
-use causeway_sys::udp::UdpSocket;
+use causeway_sys::udp::{UdpSocket, GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
+use causeway_wire::gso::segment_tcp;
+use causeway_wire::ip::IpSummary;
 use causeway_wire::virtio::{self, VirtioHdr};
 
 use crate::seqlease::SeqLease;
@@ -164,6 +167,140 @@ impl TunnelTx {
             Err(SealError::SequenceExhausted) => Err(TxFail::Drop(DropReason::EspSeqExhausted)),
             Err(_) => Err(TxFail::Drop(DropReason::EspMalformed)),
         }
+    }
+}
+
+/// Scratch of [`TunnelTx::seal_send_super`]: sealed segments laid end to end for one UDP GSO
+/// send. Allocated once per worker.
+pub struct GsoBuf {
+    buf: Vec<u8>,
+}
+
+impl Default for GsoBuf {
+    fn default() -> GsoBuf {
+        // One GSO send at most, plus room for the segment that does not fit any more.
+        GsoBuf {
+            buf: vec![0; GSO_MAX_BYTES + HEADROOM + 65_535 + TAILROOM],
+        }
+    }
+}
+
+/// Sealed datagrams of one GSO send being built: all `stride` bytes long but the last.
+struct GsoRun {
+    len: usize,
+    stride: usize,
+    count: usize,
+}
+
+impl TunnelTx {
+    /// Seals a TCP super-packet (`pkt`, checked by the pipeline: summary `s`, virtio header `v`
+    /// of kind TCPV4/TCPV6) segment by segment, each sealed in place where it will be sent, and
+    /// sends the datagrams with UDP GSO: one `sendmsg` for up to 64 datagrams or 64 KB, instead
+    /// of one per segment. Without GSO on the socket (an old kernel), one send per datagram.
+    /// `frag` is scratch for a segment (headers plus `gso_size`).
+    pub fn seal_send_super(
+        &self,
+        pkt: &[u8],
+        s: &IpSummary,
+        v: &VirtioHdr,
+        frag: &mut [u8],
+        gso: &mut GsoBuf,
+    ) -> Result<(), TxFail> {
+        let mut guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(out) = guard.as_mut() else {
+            return Err(TxFail::Drop(DropReason::EspNoSa));
+        };
+        let cipher = out.sa.cipher();
+        let hl = cipher.header_len();
+        let peer = out.peer;
+        let gso_ok = self.socket.gso_supported();
+        let mut run = GsoRun {
+            len: 0,
+            stride: 0,
+            count: 0,
+        };
+        let mut result = Ok(());
+        let buf = &mut gso.buf;
+        let socket = &self.socket;
+        let flush = |run: &mut GsoRun, buf: &[u8]| -> Result<(), TxFail> {
+            if run.count == 0 {
+                return Ok(());
+            }
+            let bytes = &buf[..run.len];
+            let r = if gso_ok && run.count > 1 {
+                socket.send_gso(bytes, run.stride as u16, peer).map(|_| ())
+            } else {
+                bytes
+                    .chunks(run.stride)
+                    .try_for_each(|d| socket.send_to(d, peer).map(|_| ()))
+            };
+            run.len = 0;
+            run.count = 0;
+            r.map_err(TxFail::Io)
+        };
+        let made = segment_tcp(pkt, s, v, frag, |segment| {
+            if result.is_err() {
+                return;
+            }
+            let len = segment.len();
+            let next_header = if s.version == 4 {
+                NEXT_HEADER_IPV4
+            } else {
+                NEXT_HEADER_IPV6
+            };
+            let sealed = cipher.sealed_len(len);
+            // A GSO send carries datagrams of one size, the last possibly shorter.
+            if run.count > 0
+                && (sealed > run.stride
+                    || run.count >= GSO_MAX_SEGMENTS
+                    || run.len + sealed > GSO_MAX_BYTES)
+            {
+                if let Err(e) = flush(&mut run, buf) {
+                    result = Err(e);
+                    return;
+                }
+            }
+            if run.count == 0 {
+                run.stride = sealed;
+            }
+            if let (Some(next), Some(lease)) = (out.sa.next_seq(), out.lease.as_mut()) {
+                if let Err(e) = lease.cover(next) {
+                    tracing::error!(error = %e, "cannot extend the sequence-number lease: packet not sent");
+                    result = Err(TxFail::Drop(DropReason::EspSeqLease));
+                    return;
+                }
+            }
+            let head = run.len + hl;
+            buf[head..head + len].copy_from_slice(segment);
+            match out.sa.seal(buf, head, len, next_header) {
+                Ok(r) => {
+                    debug_assert_eq!(r, run.len..run.len + sealed);
+                    run.len += sealed;
+                    run.count += 1;
+                    let seq = out.sa.next_seq().map_or(u64::MAX, |n| n - 1);
+                    self.esp.out_seq.store(seq, Ordering::Relaxed);
+                }
+                Err(SealError::SequenceExhausted) => {
+                    result = Err(TxFail::Drop(DropReason::EspSeqExhausted));
+                    return;
+                }
+                Err(_) => {
+                    result = Err(TxFail::Drop(DropReason::EspMalformed));
+                    return;
+                }
+            }
+            if sealed < run.stride {
+                // Shorter: it must be the last of its send.
+                if let Err(e) = flush(&mut run, buf) {
+                    result = Err(e);
+                }
+            }
+        });
+        if made.is_err() {
+            return Err(TxFail::Drop(DropReason::MalformedVirtio));
+        }
+        result?;
+        flush(&mut run, buf)
     }
 }
 

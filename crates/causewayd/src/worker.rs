@@ -19,14 +19,13 @@ use causeway_esp::{classify_udp4500, Udp4500, HEADROOM, TAILROOM};
 use causeway_sys::poll::{wait_readable, Waker};
 use causeway_sys::tun::{Tun, VNET_HDR_LEN};
 use causeway_sys::udp::{RecvBatch, UdpSocket};
-use causeway_wire::gso::segment_tcp;
 use causeway_wire::ip::{fragment_v4, IpSummary};
 use causeway_wire::virtio::VirtioHdr;
 
 use crate::capture::{Capture, CaptureDir};
 use crate::dataplane::{Shared, Topology};
 use crate::ike::IkeDatagram;
-use crate::tunnel::{open_drop, Inbound, InboundCmd, TunnelTx, TxFail};
+use crate::tunnel::{open_drop, GsoBuf, Inbound, InboundCmd, TunnelTx, TxFail};
 
 /// Largest packet a TUN read can return: a 64 KB super-packet plus its virtio header.
 pub(crate) const BUF_LEN: usize = VNET_HDR_LEN + 65_535;
@@ -34,7 +33,8 @@ pub(crate) const BUF_LEN: usize = VNET_HDR_LEN + 65_535;
 const BATCH: usize = 128;
 /// Datagrams per `recvmmsg` on the underlay, and the size of each receive buffer.
 const UDP_BATCH: usize = 64;
-const UDP_BUF: usize = 16 * 1024;
+/// With UDP GRO a read can hold up to 64 KB of coalesced datagrams.
+const UDP_BUF: usize = 65_535;
 
 /// Where a connection's packets go.
 #[derive(Clone)]
@@ -264,6 +264,8 @@ struct TxBuffers {
     frag: Vec<u8>,
     out: Vec<u8>,
     seal: Vec<u8>,
+    /// Sealed datagrams of a super-packet, for one UDP GSO send (tunnels only).
+    gso: GsoBuf,
 }
 
 impl Buffers {
@@ -275,6 +277,7 @@ impl Buffers {
                 frag: vec![0; BUF_LEN],
                 out: vec![0; BUF_LEN],
                 seal: vec![0; HEADROOM + BUF_LEN + TAILROOM],
+                gso: GsoBuf::default(),
             },
         }
     }
@@ -676,7 +679,9 @@ fn send_tunnel(
         return Err(TxFail::Drop(DropReason::MalformedVirtio));
     };
     let pkt = &bytes[VNET_HDR_LEN..];
-    let TxBuffers { frag, seal, .. } = tx;
+    let TxBuffers {
+        frag, seal, gso, ..
+    } = tx;
     let mut result = Ok(());
     if let Some(mtu) = frag_mtu {
         // The engine completed any offloaded checksum before asking for fragments.
@@ -693,13 +698,7 @@ fn send_tunnel(
     if v.is_gso() {
         let s =
             IpSummary::parse(pkt, false).map_err(|_| TxFail::Drop(DropReason::MalformedVirtio))?;
-        segment_tcp(pkt, &s, &v, frag, |segment| {
-            if result.is_ok() {
-                result = t.seal_send(segment, None, seal);
-            }
-        })
-        .map_err(|_| TxFail::Drop(DropReason::MalformedVirtio))?;
-        return result;
+        return t.seal_send_super(pkt, &s, &v, frag, gso);
     }
     t.seal_send(pkt, Some(&v), seal)
 }
@@ -842,26 +841,31 @@ impl Worker {
                         }
                         // The source is not checked: a NAT may change it, and only the SA's
                         // key decides what is authentic.
-                        let (data, src, _) = rb.packet(i);
-                        if let (Some(Udp4500::Ike(msg)), Some((inbox, waker))) =
-                            (classify_udp4500(data), &t.ike)
-                        {
-                            // IKE on port 4500 (after the NAT-T switch): for the IKE thread.
-                            let _ = inbox.send((socket.local_addr(), src, msg.to_vec()));
-                            let _ = waker.wake();
-                            continue;
+                        let (read, src, segment) = rb.packet(i);
+                        // With UDP GRO one read holds consecutive datagrams of one size (the
+                        // last possibly shorter): each is handled on its own.
+                        let size = segment.map_or(read.len(), usize::from).max(1);
+                        for data in read.chunks_mut(size) {
+                            if let (Some(Udp4500::Ike(msg)), Some((inbox, waker))) =
+                                (classify_udp4500(data), &t.ike)
+                            {
+                                // IKE on port 4500 (after the NAT-T switch): for the IKE thread.
+                                let _ = inbox.send((socket.local_addr(), src, msg.to_vec()));
+                                let _ = waker.wake();
+                                continue;
+                            }
+                            self.tunnel_datagram(
+                                data,
+                                sampler.should_sample(),
+                                &mut t.inbound,
+                                &view.senders,
+                                &vnet_out[0],
+                                ing,
+                                held,
+                                b,
+                                &gw,
+                            );
                         }
-                        self.tunnel_datagram(
-                            data,
-                            sampler.should_sample(),
-                            &mut t.inbound,
-                            &view.senders,
-                            &vnet_out[0],
-                            ing,
-                            held,
-                            b,
-                            &gw,
-                        );
                     }
                     if n < UDP_BATCH {
                         break;

@@ -19,6 +19,7 @@ use causeway_esp::{classify_udp4500, Udp4500, HEADROOM, TAILROOM};
 use causeway_sys::poll::{wait_readable, Waker};
 use causeway_sys::tun::{Tun, VNET_HDR_LEN};
 use causeway_sys::udp::{RecvBatch, UdpSocket};
+use causeway_wire::gro::{self, Offer, TcpCoalescer};
 use causeway_wire::ip::{fragment_v4, IpSummary};
 use causeway_wire::virtio::VirtioHdr;
 
@@ -641,6 +642,28 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// Writes the pending merged packet (if any) to the VNet TUN.
+    fn flush_to_vnet(&self, to_vnet: &mut ToVnet, vnet_out: &Output) {
+        let Output::Tun(tun) = vnet_out else {
+            return;
+        };
+        let sample = std::mem::take(&mut to_vnet.sample);
+        let Some(bytes) = to_vnet.gro.flush() else {
+            return;
+        };
+        let t0 = if sample { self.now() } else { 0 };
+        if let Err(e) = tun.write(bytes) {
+            self.tx_error(e, to_vnet.conn, Dir::Ingress);
+        }
+        if sample {
+            self.shared
+                .stages
+                .record(Stage::TunWrite, self.now().saturating_sub(t0));
+        }
+    }
+}
+
 /// Writes a packet to a TUN, or its fragments (without offload: a zero virtio header).
 fn send_tun(
     tun: &Tun,
@@ -712,6 +735,15 @@ pub(crate) struct TunnelInputs {
     pub ike: Option<(Sender<IkeDatagram>, Arc<Waker>)>,
     /// The Vpn gateway (counts datagrams that match no tunnel).
     pub gateway: usize,
+}
+
+/// Inner packets on their way to the VNet TUN, merged per TCP flow into super-packets (one TUN
+/// write for up to 64 segments instead of one each); see `causeway_wire::gro`.
+struct ToVnet {
+    gro: TcpCoalescer,
+    /// The connection of the pending run (all its packets came through one tunnel).
+    conn: usize,
+    sample: bool,
 }
 
 /// What the tunnel ingress worker takes from a topology.
@@ -796,6 +828,11 @@ impl Worker {
         let output = |_: usize| -> &Output { &vnet_out[0] };
         let gw = self.gateways[t.gateway].clone();
         let mut sampler = Sampler::default();
+        let mut to_vnet = ToVnet {
+            gro: TcpCoalescer::new(gro::MAX_LEN),
+            conn: 0,
+            sample: false,
+        };
         while self.wait(&fds, &mut ready, held.next_release()) {
             ing.apply_live(self.now(), live);
             if self.stale() {
@@ -864,9 +901,12 @@ impl Worker {
                                 held,
                                 b,
                                 &gw,
+                                &mut to_vnet,
                             );
                         }
                     }
+                    // What was merged goes out before the worker reads (or waits) again.
+                    self.flush_to_vnet(&mut to_vnet, &vnet_out[0]);
                     if n < UDP_BATCH {
                         break;
                     }
@@ -889,6 +929,7 @@ impl Worker {
         held: &mut Held,
         b: &mut Buffers,
         gw: &PathCounters,
+        to_vnet: &mut ToVnet,
     ) {
         let spi = match classify_udp4500(data) {
             Some(Udp4500::Esp { spi }) => spi,
@@ -967,6 +1008,28 @@ impl Worker {
             self.capture
                 .record(conn, CaptureDir::Ingress, &data[start..start + len]);
         }
+        if held.is_empty() && at <= now && frag.is_none() {
+            // Merged with the packets before it when it continues their TCP flow.
+            let pkt = &data[start..start + len];
+            let mut offer = to_vnet.gro.offer(pkt);
+            if offer == Offer::NotMergeable {
+                self.flush_to_vnet(to_vnet, vnet_out);
+                offer = to_vnet.gro.offer(pkt);
+            }
+            match offer {
+                Offer::Appended | Offer::AppendedLast => {
+                    to_vnet.conn = conn;
+                    to_vnet.sample |= sample;
+                    if offer == Offer::AppendedLast {
+                        self.flush_to_vnet(to_vnet, vnet_out);
+                    }
+                    return;
+                }
+                Offer::NotMergeable | Offer::Alone => {}
+            }
+        }
+        // Written alone, or held: what was merged before it goes first.
+        self.flush_to_vnet(to_vnet, vnet_out);
         let bytes = &data[start - VNET_HDR_LEN..start + len];
         if held.is_empty() && at <= now {
             self.send(vnet_out, bytes, frag, &mut b.tx, conn, Dir::Ingress, sample);

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checksum;
+pub mod gro;
 pub mod gso;
 pub mod icmp;
 pub mod ip;

@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use causeway_benches::esp::{self, CIPHERS, SIZES};
-use causeway_benches::{lab, packets, udp_v4_ttl, Dir, NOW_STEP_NS};
+use causeway_benches::{lab, packets, tcp_super_v4, udp_v4_ttl, Dir, NOW_STEP_NS, TCP_SEGMENTS};
 use causeway_engine::pipeline::Verdict;
 use causeway_esp::HEADROOM;
 
@@ -313,6 +313,74 @@ fn esp_seal_open() -> Result<bool, String> {
     Ok(counts.is_zero())
 }
 
+/// Super-packets sent through the tunnel path in part 3.
+const TUNNEL_SUPERS: u64 = 2_000;
+
+/// Part 3: the tunnel path's software offloads with ESP in between, as the two workers run them:
+/// a 64 KB TCP super-packet split into segments (`segment_tcp`), each sealed in place
+/// (`OutboundSa::seal`) and opened again (`InboundSa::open`), the opened segments merged back
+/// (`TcpCoalescer::offer`) into one super-packet (`flush`). Ok(true) when nothing was allocated.
+fn tunnel_offloads() -> Result<bool, String> {
+    use causeway_wire::gro::{Offer, TcpCoalescer, MAX_LEN};
+    use causeway_wire::gso::segment_tcp;
+    use causeway_wire::ip::IpSummary;
+
+    let cipher = causeway_esp::Cipher::Aes256Gcm16;
+    let mut tx = esp::outbound(cipher);
+    let mut rx = esp::inbound(cipher);
+    let sup = tcp_super_v4(Dir::Egress);
+    let s = IpSummary::parse(&sup.bytes, false).map_err(|e| format!("{e:?}"))?;
+    let mut frag = vec![0u8; 65_536];
+    let mut seal = vec![0u8; HEADROOM + 65_536 + causeway_esp::TAILROOM];
+    let mut gro = TcpCoalescer::new(MAX_LEN);
+    let mut bad = 0u64;
+    let mut merged = 0u64;
+    let mut run = |n: u64, bad: &mut u64, merged: &mut u64| {
+        for _ in 0..n {
+            let made = segment_tcp(&sup.bytes, &s, &sup.virtio, &mut frag, |segment| {
+                let len = segment.len();
+                seal[HEADROOM..HEADROOM + len].copy_from_slice(segment);
+                let Ok(r) = tx.seal(&mut seal, HEADROOM, len, 4) else {
+                    *bad += 1;
+                    return;
+                };
+                let Ok(o) = rx.open(&mut seal[r.clone()]) else {
+                    *bad += 1;
+                    return;
+                };
+                let inner = &seal[r.start + o.inner.start..r.start + o.inner.end];
+                match gro.offer(inner) {
+                    Offer::Appended | Offer::AppendedLast => {}
+                    Offer::NotMergeable | Offer::Alone => *bad += 1,
+                }
+            });
+            if made != Ok(TCP_SEGMENTS) {
+                *bad += 1;
+            }
+            match gro.flush() {
+                Some(out) if out.len() == 10 + sup.bytes.len() => *merged += 1,
+                _ => *bad += 1,
+            }
+        }
+    };
+    run(10, &mut bad, &mut merged);
+    let before = Counts::now();
+    run(TUNNEL_SUPERS, &mut bad, &mut merged);
+    let counts = Counts::now().since(before);
+    let segments = TUNNEL_SUPERS * TCP_SEGMENTS as u64;
+    println!(
+        "tunnel offloads: {TUNNEL_SUPERS} TCP super-packets of {TCP_SEGMENTS} segments: split, \
+         sealed ({cipher}), opened and merged back, {merged} whole"
+    );
+    counts.report(segments, "tunnel offloads");
+    if bad != 0 {
+        return Err(format!(
+            "{bad} steps failed (every segment must seal, open and merge)"
+        ));
+    }
+    Ok(counts.is_zero())
+}
+
 fn main() -> ExitCode {
     // The counters themselves must see allocations, or a zero below would prove nothing.
     let before = Counts::now();
@@ -347,6 +415,7 @@ fn main() -> ExitCode {
     for (name, part) in [
         ("pipeline", pipeline as fn() -> Result<bool, String>),
         ("esp", esp_seal_open),
+        ("tunnel offloads", tunnel_offloads),
     ] {
         match part() {
             Ok(true) => {}

@@ -1,45 +1,81 @@
 #!/usr/bin/env bash
-# bench.sh: Causeway's end-to-end throughput against the kernel's own forwarding, in one run.
+# bench.sh: Causeway's end-to-end throughput, packet rate and latency against the kernel's own
+# forwarding and against other userspace VPNs (wireguard-go, boringtun, strongSwan with
+# kernel-libipsec), in one run; or, with --memory, the daemons' memory under load with many tunnels.
 #
-# Usage: bench.sh [--time SECONDS]      (SECONDS: length of each iperf3 test, 1..60, default 10)
+# Usage: bench.sh [--time SECONDS] [--peers LIST] [--pings N] [--chart PNG | --no-chart]
+#        bench.sh --memory [--minutes N] [--tunnels N]
+#
+#   --time S       length of each iperf3 test, 1..60 s (default 10)
+#   --peers LIST   comparison peers, comma-separated: wireguard-go, boringtun, strongswan; "all"
+#                  (default) or "none"
+#   --pings N      pings per latency test, 10..10000 (default 200, 10 ms apart)
+#   --chart PNG    where the chart goes (default docs/bench.png; also target/bench/bench.png)
+#   --no-chart     no chart (and no Python virtual environment)
+#   --memory       the memory mode instead of the throughput run (see scripts/bench/memory.sh)
+#   --minutes N    memory mode: minutes of load, 1..120 (default 10)
+#   --tunnels N    memory mode: IPsec tunnels between the two daemons, 1..99 (default 30)
 #
 # One after the other, never in parallel:
 #   1. the kernel baseline (scripts/kernel-baseline.sh --json): TCP 1 stream, TCP 4 streams,
-#      UDP 64-byte datagrams (--udp64);
-#   2. Causeway, plain path: two fresh namespaces (cwb-<pid>-vnet, cwb-<pid>-onprem), a generated
-#      config (an ExpressRoute gateway, SKU ErGwScale with 40 scale units = 40 Gbit/s and 4 Mpps
-#      per direction, so that the SKU is not the limit; TUNs cw-vnet0 / cw-er0 inside the
-#      namespaces; the lab's addressing), causewayd (release build) in the background; then
-#      iperf3 TCP 1 and 4 streams each way (VNet -> on-premises, and on-premises -> VNet with -R)
-#      and UDP 64-byte VNet -> on-premises;
-#   3. Causeway, tunnel path: two daemons joined by an IPsec tunnel (ESP in UDP 4500,
-#      aes256gcm16, manual SAs with fresh random keys; each daemon's state_dir, where its
-#      sequence-number lease goes, is in this run's temporary directory), each with a Vpn
-#      gateway of SKU VpnGw5 (10 Gbit/s aggregate, 2.3 Gbit/s per tunnel: one tunnel is capped
-#      at 2.3 Gbit/s per direction by the SKU). Namespaces cwb-<pid>-vnet (daemon A's TUN cw-vnet0, 10.1.0.10/16),
-#      cwb-<pid>-gwa and cwb-<pid>-gwb (the underlay: a veth pair 192.0.2.1/24 <-> 192.0.2.2/24;
-#      each daemon runs inside its own with `ip netns exec`, where it binds its UDP socket),
-#      cwb-<pid>-onprem (daemon B's TUN cw-onprem0, 10.3.0.10/16). Daemon A: VNet 10.1.0.0/16,
-#      tunnel prefixes 10.3.0.0/16; daemon B the mirror image (its VNet 10.3.0.0/16, tunnel
-#      prefixes 10.1.0.0/16, SPIs and keys swapped). The same five iperf3 tests, between
-#      10.1.0.10 and 10.3.0.10.
-# Around each Causeway test, the daemons' CPU time (utime + stime of /proc/PID/stat, all threads)
-# and counters are read before and after.
+#      UDP 64-byte datagrams (--udp64); then its latency: the same three-namespace topology built
+#      again (cwb-<pid>-kp-*, scripts/bench/peers.sh), ping 10.1.0.10 -> 10.2.0.10;
+#   2. Causeway, plain path ("causeway plain"): two fresh namespaces (cwb-<pid>-vnet,
+#      cwb-<pid>-onprem), a generated config (an ExpressRoute gateway, SKU ErGwScale with 40 scale
+#      units = 40 Gbit/s and 4 Mpps per direction, so that the SKU is not the limit; TUNs cw-vnet0 /
+#      cw-er0 inside the namespaces; the lab's addressing), causewayd (release build) in the
+#      background; then the latency (ping), iperf3 TCP 1 and 4 streams each way (VNet ->
+#      on-premises, and on-premises -> VNet with -R) and UDP 64-byte VNet -> on-premises;
+#   3. Causeway, tunnel path ("causeway tunnel aes256gcm16"): two daemons joined by an IPsec tunnel
+#      (ESP in UDP 4500, aes256gcm16, manual SAs with fresh random keys; each daemon's state_dir,
+#      where its sequence-number lease goes, is in this run's temporary directory), each with a Vpn
+#      gateway of SKU VpnGw5 (10 Gbit/s aggregate, 2.3 Gbit/s per tunnel: one tunnel is capped at
+#      2.3 Gbit/s per direction by the SKU). Namespaces cwb-<pid>-vnet (daemon A's TUN cw-vnet0,
+#      10.1.0.10/16), cwb-<pid>-gwa and cwb-<pid>-gwb (the underlay: a veth pair 192.0.2.1/24 <->
+#      192.0.2.2/24; each daemon runs inside its own with `ip netns exec`, where it binds its UDP
+#      socket), cwb-<pid>-onprem (daemon B's TUN cw-onprem0, 10.3.0.10/16). Daemon A: VNet
+#      10.1.0.0/16, tunnel prefixes 10.3.0.0/16; daemon B the mirror image (its VNet 10.3.0.0/16,
+#      tunnel prefixes 10.1.0.0/16, SPIs and keys swapped). The same tests, between 10.1.0.10 and
+#      10.3.0.10;
+#   4. the comparison peers (scripts/bench/peers.sh), each gateway to gateway between the same
+#      four namespaces (hosts 10.1.0.10 and 10.3.0.10 behind veth pairs, gateways cwb-<pid>-gwa and
+#      cwb-<pid>-gwb forwarding, the same underlay), one at a time: "wireguard-go" and "boringtun"
+#      (a userspace WireGuard interface in each gateway namespace, configured with `wg set`),
+#      "strongswan-libipsec" (charon with kernel-libipsec in each, IKEv2 PSK, ESP aes256gcm16;
+#      scripts/strongswan.sh). For each: the latency, TCP 1 stream each way, UDP 64-byte.
+# Around each test of 2-4 the gateway processes' CPU time (utime + stime of /proc/PID/stat, all
+# threads: causewayd, wireguard-go, boringtun-cli or charon, both ends together for a tunnel) is
+# read before and after, and for Causeway its counters. Latency: N pings 10 ms apart through the
+# idle path, p50 and p99 of the individual RTTs (nearest rank).
 #
-# Prints the machine, then one table (path, direction, streams, Gbit/s received, Mpps received
-# for the UDP rows, ratio to the same-run kernel figure, daemon CPU seconds per Gbit carried,
-# daemon CPU % of one core, daemon CPU ns per wire packet, a note: "SKU-capped" for a tunnel row
-# within 10% of the SKU's 2.3 Gbit/s per-tunnel cap; the tunnel rows' CPU figures are both
-# daemons together) and writes the same as target/bench/results.json and
-# target/bench/results.md, with the raw iperf3 JSON and the daemons' logs and counters in
-# target/bench/raw/.
+# Prints the machine, the table of every test (path, direction, streams, Gbit/s received, Mpps
+# received for the UDP rows, ratio to the same-run kernel figure, the gateways' CPU seconds per
+# Gbit carried, CPU % of one core, Causeway's CPU ns per wire packet, "SKU-capped" for a tunnel
+# row within 10% of VpnGw5's 2.3 Gbit/s per-tunnel cap), then the summary table, one row per path
+# (kernel, causeway plain, causeway tunnel aes256gcm16, wireguard-go, boringtun,
+# strongswan-libipsec): Gbit/s with 1 TCP stream each way, Mpps (UDP 64 B), ping p50 and p99 in
+# ms, the ratios to the kernel (Gbit/s, Mpps), for the peers Causeway's tunnel divided by the peer
+# (Gbit/s, Mpps) and whether that reaches the target of 5x, and CPU seconds per Gbit (VNet ->
+# on-premises; none for the kernel: its forwarding runs in the iperf3 sender's system calls); then
+# the 5x check in one line. Writes the same as target/bench/results.json and results.md, the raw
+# iperf3 JSON, pings, logs and counters in target/bench/raw/, and the chart (bars per system: Gbit/s
+# both ways, Mpps, ping p50/p99) as PNG with matplotlib from target/bench/venv.
 #
-# Needs root. Installs what it needs (scripts/deps.sh), builds `cargo build --release -p causewayd
-# -p causeway`. Namespaces cwb-* left by a killed run are removed first; this run's namespaces
-# are removed and the daemons stopped (SIGTERM, then SIGKILL after 2 s) on every exit, including
-# failure, Ctrl-C and SIGTERM. Every step is bounded by a timeout. A tunnel path that cannot be
-# set up is reported as failed rows after the others (exit status 1). Do not run it while other
-# heavy work (tests, builds) runs on the machine: the figures would mean little.
+# --memory: two causewayd joined by --tunnels manually keyed tunnels (VpnGw5), idle 30 s, then
+# --minutes of iperf3 load through rotating tunnels, then 20 s idle; VmRSS of each daemon every
+# 10 s; reports idle RSS, min/max under load, the least-squares slope and whether it is flat, in
+# target/bench/memory/ (memory.json, memory.md, samples.jsonl).
+#
+# Needs root. Installs what it needs (scripts/deps.sh; scripts/bench/install-peers.sh: the
+# Debian packages wireguard-go and wireguard-tools, `cargo install boringtun-cli --locked`,
+# matplotlib in target/bench/venv with pip), builds `cargo build --release -p causewayd -p
+# causeway`. One run at a time (a lock). Namespaces cwb-* and WireGuard sockets
+# /var/run/wireguard/cwb-*.sock left by a killed run are removed first; this run's namespaces are
+# removed and its processes stopped (SIGTERM, then SIGKILL after 2 s) on every exit, including
+# failure, Ctrl-C and SIGTERM. All test traffic stays inside the namespaces it creates. Every
+# step is bounded by a timeout. A path that cannot be set up is reported as failed rows after the
+# others (exit status 1). Do not run it while other heavy work (tests, builds) runs on the
+# machine: the figures would mean little.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -53,16 +89,67 @@ usage() {
 }
 
 time_s=10
+peers_arg=all
+ping_count=200
+chart_path="$root/docs/bench.png"
+chart=1
+memory=0
+minutes=10
+tunnels=30
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --time) [[ $# -ge 2 ]] || usage; time_s="$2"; shift 2 ;;
         --time=*) time_s="${1#*=}"; shift ;;
+        --peers) [[ $# -ge 2 ]] || usage; peers_arg="$2"; shift 2 ;;
+        --peers=*) peers_arg="${1#*=}"; shift ;;
+        --pings) [[ $# -ge 2 ]] || usage; ping_count="$2"; shift 2 ;;
+        --pings=*) ping_count="${1#*=}"; shift ;;
+        --chart) [[ $# -ge 2 ]] || usage; chart_path="$2"; chart=1; shift 2 ;;
+        --chart=*) chart_path="${1#*=}"; chart=1; shift ;;
+        --no-chart) chart=0; shift ;;
+        --memory) memory=1; shift ;;
+        --minutes) [[ $# -ge 2 ]] || usage; minutes="$2"; shift 2 ;;
+        --minutes=*) minutes="${1#*=}"; shift ;;
+        --tunnels) [[ $# -ge 2 ]] || usage; tunnels="$2"; shift 2 ;;
+        --tunnels=*) tunnels="${1#*=}"; shift ;;
         -h | --help) usage 0 ;;
         *) log "unknown argument '$1'"; usage ;;
     esac
 done
 if ! [[ "$time_s" =~ ^[1-9][0-9]?$ ]] || ((time_s > 60)); then
     die "--time must be a whole number of seconds, 1..60 (got '$time_s')"
+fi
+if ! [[ "$ping_count" =~ ^[1-9][0-9]{1,4}$ ]] || ((ping_count > 10000)); then
+    die "--pings must be 10..10000 (got '$ping_count')"
+fi
+if ! [[ "$minutes" =~ ^[1-9][0-9]{0,2}$ ]] || ((minutes > 120)); then
+    die "--minutes must be 1..120 (got '$minutes')"
+fi
+if ! [[ "$tunnels" =~ ^[1-9][0-9]?$ ]]; then
+    die "--tunnels must be 1..99 (got '$tunnels')"
+fi
+# The comparison peers, in the order they run.
+peers=()
+case "$peers_arg" in
+    all) peers=(wireguard-go boringtun strongswan) ;;
+    none) ;;
+    *)
+        IFS=, read -r -a want <<<"$peers_arg"
+        for p in wireguard-go boringtun strongswan; do
+            for w in "${want[@]}"; do
+                [[ "$w" == "$p" ]] && peers+=("$p") && break
+            done
+        done
+        for w in "${want[@]}"; do
+            [[ "$w" =~ ^(wireguard-go|boringtun|strongswan)$ ]] \
+                || die "--peers: unknown peer '$w' (wireguard-go, boringtun, strongswan, all or none)"
+        done
+        ;;
+esac
+if ((chart)); then
+    [[ -n "$chart_path" && "$chart_path" == *.png ]] || die "--chart: a path ending in .png (got '$chart_path')"
+    chart_path="$(realpath -m -- "$chart_path")"
+    [[ -d "$(dirname "$chart_path")" ]] || die "--chart: directory $(dirname "$chart_path") does not exist"
 fi
 
 need_root
@@ -78,16 +165,25 @@ flock -n 8 || die "another bench.sh run is in progress"
 prefix="cwb-$$"
 ns_vnet="$prefix-vnet"
 ns_onprem="$prefix-onprem"
-valid_name "$prefix-k-onprem" || die "namespace prefix '$prefix' is too long"
+ns_gwa="$prefix-gwa"
+ns_gwb="$prefix-gwb"
+valid_name "$prefix-kp-onprem" || die "namespace prefix '$prefix' is too long"
+# The WireGuard interfaces of the peers (15 bytes at most; their UAPI sockets are
+# /var/run/wireguard/NAME.sock, one directory for all namespaces).
+wg_if_a="$prefix-wa"
+wg_if_b="$prefix-wb"
 out="${CARGO_TARGET_DIR:-$root/target}/bench"
 bin="${CARGO_TARGET_DIR:-$root/target}/release"
 tmp=""
-# Every causewayd started by this run (stopped on exit), and the daemons of the path under test.
+# Every gateway process started by this run (causewayd, wireguard-go, boringtun-cli, charon;
+# stopped on exit), and the background helpers (memory mode's load driver).
 daemon_pids=()
+bg_pids=()
 child_pid=""
 cleaning=0
 
-# stop_daemons : SIGTERM to every daemon of this run, up to 2 s for them to exit, then SIGKILL.
+# stop_daemons : SIGTERM to every gateway process of this run, up to 2 s for them to exit, then
+# SIGKILL.
 stop_daemons() {
     local pid i alive
     ((${#daemon_pids[@]})) || return 0
@@ -104,7 +200,7 @@ stop_daemons() {
     done
     for pid in "${daemon_pids[@]}"; do
         if kill -0 "$pid" 2>/dev/null; then
-            log "warning: causewayd (pid $pid) still running 2 s after SIGTERM: SIGKILL"
+            log "warning: $(cat "/proc/$pid/comm" 2>/dev/null || echo process) (pid $pid) still running 2 s after SIGTERM: SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
         fi
         wait "$pid" 2>/dev/null || true
@@ -134,8 +230,15 @@ cleanup() {
     cleaning=1
     trap '' INT TERM HUP
     stop_child
+    for n in "${bg_pids[@]}"; do
+        kill -TERM "$n" 2>/dev/null || true
+    done
     stop_daemons
     ns_cleanup_prefix "$prefix-"
+    for n in "${bg_pids[@]}"; do
+        wait "$n" 2>/dev/null || true
+    done
+    rm -f -- "/var/run/wireguard/$wg_if_a.sock" "/var/run/wireguard/$wg_if_b.sock"
     for n in $(ns_list_prefix "$prefix-"); do
         log "warning: namespace $n left behind"
     done
@@ -173,20 +276,54 @@ fi
 log "checking dependencies (scripts/deps.sh)"
 run_bg timeout 900 "$here/deps.sh" >&2 8>&- || die "scripts/deps.sh failed"
 need_cmd ip iperf3 jq ping timeout flock ss awk
+venv="$out/venv"
+if ((!memory)) && ((${#peers[@]} || chart)); then
+    install_args=(--venv "$venv")
+    [[ " ${peers[*]} " == *" boringtun "* ]] || install_args+=(--skip-boringtun)
+    ((chart)) || install_args+=(--skip-chart)
+    log "checking the comparison peers and the chart's Python (scripts/bench/install-peers.sh)"
+    run_bg timeout 3600 "$here/bench/install-peers.sh" "${install_args[@]}" >&2 8>&- \
+        || die "scripts/bench/install-peers.sh failed (see above)"
+fi
+for p in "${peers[@]}"; do
+    case "$p" in
+        wireguard-go) need_cmd wireguard-go wg ;;
+        boringtun) need_cmd boringtun-cli wg ;;
+        strongswan) need_cmd swanctl; [[ -x /usr/lib/ipsec/charon ]] || die "/usr/lib/ipsec/charon not found (scripts/deps.sh installs strongswan-charon)" ;;
+    esac
+done
 log "building release binaries (cargo build --release -p causewayd -p causeway)"
 run_bg timeout 1800 cargo build --manifest-path "$root/Cargo.toml" --release -p causewayd -p causeway \
     >&2 8>&- || die "build failed"
 [[ -x "$bin/causewayd" && -x "$bin/causeway" ]] || die "no binaries in $bin"
 iperf_version="$(iperf3 --version 2>/dev/null | head -1)"
-echo "iperf3: $iperf_version; each test ${time_s}s"
+((memory)) || echo "iperf3: $iperf_version; each test ${time_s}s"
+((memory)) && peers=()
+# Versions of the comparison peers (for the record).
+peer_versions='{}'
+for p in "${peers[@]}"; do
+    case "$p" in
+        wireguard-go) v="wireguard-go $(dpkg-query -W -f='${Version}' wireguard-go 2>/dev/null) ($(wireguard-go --version 2>/dev/null | head -1)), wireguard-tools $(dpkg-query -W -f='${Version}' wireguard-tools 2>/dev/null)" ;;
+        boringtun) v="$(boringtun-cli --version 2>/dev/null | head -1) (boringtun-cli)" ;;
+        strongswan) v="$(/usr/lib/ipsec/charon --version 2>/dev/null | head -1), kernel-libipsec" ;;
+    esac
+    peer_versions="$(jq -c --arg k "$p" --arg v "$v" '. + {($k): $v}' <<<"$peer_versions")"
+    echo "$p: $v"
+done
 
+# The chart's Python must not be removed with the results: only this mode's own outputs are.
 tmp="$(mktemp -d /tmp/causeway-bench.XXXXXX)"
-rm -rf -- "$out"
-mkdir -p -- "$out/raw"
+if ((!memory)); then
+    rm -rf -- "$out/raw" "$out/results.json" "$out/results.md" "$out/bench.png"
+    mkdir -p -- "$out/raw"
+fi
 : >"$tmp/rows.jsonl"
+: >"$tmp/pings.jsonl"
 
-# Leftovers of killed runs (the lock above says none is live).
+# Leftovers of killed runs (the lock above says none is live): their namespaces (which ends the
+# processes inside) and their WireGuard UAPI sockets.
 ns_cleanup_prefix "cwb-"
+rm -f -- /var/run/wireguard/cwb-*.sock
 
 clk_tck="$(getconf CLK_TCK)"
 
@@ -209,13 +346,13 @@ add_row() {
 
 failures=0
 
-# The path under test (set before each Causeway section, read by the functions below).
+# The path under test (set before each section, read by the functions below).
 run_path=""         # the table's "path" column
 run_tag=""          # prefix of its raw files
-run_pids=()         # its daemons
+run_pids=()         # its gateway processes (causewayd, wireguard-go, boringtun-cli, charon)
 run_labels=()       # their labels in thread names and per-daemon figures ("" for a lone daemon)
-run_socks=()        # their control sockets, in the same order (the first daemon's gateway 0 is
-                    # the one whose packets are counted)
+run_socks=()        # causewayd's control sockets, in the same order (the first daemon's gateway 0
+                    # is the one whose packets are counted); none for the comparison peers
 run_client_ns=""    # the iperf3 client (the VNet host)
 run_server_ns=""    # the iperf3 server (the other side's host)
 run_server_addr=""
@@ -224,7 +361,7 @@ run_udp=()          # LABEL:NAMESPACE whose UDP counters (/proc/net/snmp) are re
 run_sku_cap=null    # the SKU's per-tunnel cap in Gbit/s (tunnel rows), for the SKU-capped mark
 started_pid=""
 
-# --- 1. the kernel baseline -------------------------------------------------------------------
+# --- the kernel baseline: one run of scripts/kernel-baseline.sh --------------------------------
 kernel_run() {
     local streams="$1" mode="$2" f="$tmp/kernel-$2-$1.json" args=()
     [[ "$mode" == udp64 ]] && args+=(--udp64)
@@ -248,9 +385,6 @@ kernel_run() {
               gbps:null, mpps:null, error:"run failed"}')"
     fi
 }
-kernel_run 1 tcp
-kernel_run 4 tcp
-kernel_run 1 udp64
 
 # start_daemon LABEL NETNS CONFIG SOCKET LOG : starts causewayd in the background (inside network
 # namespace NETNS with `ip netns exec`, which execs it in place, when NETNS is not empty) and waits
@@ -433,7 +567,11 @@ causeway_run() {
         return 0
     fi
 
-    s0="$(stats_all)" || s0=""
+    s0=""
+    s1=""
+    if ((${#run_socks[@]})); then
+        s0="$(stats_all)" || s0=""
+    fi
     k0="$(snapshot)" || k0=""
     c0="$(path_ticks)" || c0=""
     t0="$(date +%s.%N)"
@@ -442,7 +580,9 @@ causeway_run() {
     t1="$(date +%s.%N)"
     c1="$(path_ticks)" || c1=""
     k1="$(snapshot)" || k1=""
-    s1="$(stats_all)" || s1=""
+    if ((${#run_socks[@]})); then
+        s1="$(stats_all)" || s1=""
+    fi
     extra='{}'
     if [[ -n "$k0" && -n "$k1" ]]; then
         extra="$(snapshot_delta "$k0" "$k1")" || extra='{}'
@@ -508,97 +648,83 @@ causeway_run() {
          + $k + $x')"
 }
 
-# run_tests : the five iperf3 tests through the path under test.
+# The tests of each kind of path.
+tests_causeway=(tcp1-egress tcp1-ingress tcp4-egress tcp4-ingress udp64-egress)
+tests_peer=(tcp1-egress tcp1-ingress udp64-egress)
+
+# test_spec NAME : "MODE STREAMS REVERSE" of a test name.
+test_spec() {
+    case "$1" in
+        tcp1-egress) echo "tcp 1 0" ;;
+        tcp1-ingress) echo "tcp 1 1" ;;
+        tcp4-egress) echo "tcp 4 0" ;;
+        tcp4-ingress) echo "tcp 4 1" ;;
+        udp64-egress) echo "udp64 1 0" ;;
+        *) die "unknown test '$1'" ;;
+    esac
+}
+
+# run_tests NAME... : those iperf3 tests through the path under test.
 run_tests() {
-    causeway_run tcp1-egress tcp 1 0
-    causeway_run tcp1-ingress tcp 1 1
-    causeway_run tcp4-egress tcp 4 0
-    causeway_run tcp4-ingress tcp 4 1
-    causeway_run udp64-egress udp64 1 0
+    local t spec
+    for t in "$@"; do
+        spec="$(test_spec "$t")"
+        # shellcheck disable=SC2086 # three words on purpose
+        causeway_run "$t" $spec
+    done
 }
 
-# fail_tests WHY : the five tests as failed rows of the path under test.
+# fail_tests WHY NAME... : those tests as failed rows of the path under test (and its latency).
 fail_tests() {
-    failed_row tcp1-egress tcp 1 0 "$1"
-    failed_row tcp1-ingress tcp 1 1 "$1"
-    failed_row tcp4-egress tcp 4 0 "$1"
-    failed_row tcp4-ingress tcp 4 1 "$1"
-    failed_row udp64-egress udp64 1 0 "$1"
+    local why="$1" t spec
+    shift
+    for t in "$@"; do
+        spec="$(test_spec "$t")"
+        # shellcheck disable=SC2086
+        failed_row "$t" $spec "$why"
+    done
+    ping_failed "$why"
 }
 
-# --- 2. Causeway, plain path ------------------------------------------------------------------
-ns_add "$ns_vnet"
-ns_add "$ns_onprem"
-sock="$tmp/control.sock"
-cfg="$tmp/bench.toml"
-cat >"$cfg" <<EOF
-# Generated by scripts/bench.sh: the lab's addressing, an unconstrained SKU.
-[vnet]
-name = "bench"
-address_space = ["10.1.0.0/16", "fd00:1::/48"]
-gateway_subnet = "10.1.255.0/27"
+# add_ping JSON : appends one latency result.
+add_ping() {
+    printf '%s\n' "$1" >>"$tmp/pings.jsonl"
+}
 
-[vnet.interface]
-name = "cw-vnet0"
-netns = "$ns_vnet"
-addresses = ["10.1.0.10/16", "fd00:1::10/64"]
-mtu = 1500
+# ping_failed WHY : the latency of the path under test as failed.
+ping_failed() {
+    add_ping "$(jq -cn --arg p "$run_path" --argjson c "$ping_count" --arg e "$1" \
+        '{path:$p, count:$c, interval_ms:10, received:0, p50_ms:null, p99_ms:null, error:$e}')"
+}
 
-[control]
-socket = "$sock"
+# ping_run : the latency of the path under test, idle: ping_count ICMP echo requests 10 ms apart
+# from the client namespace to the server address; the individual RTTs' percentiles (nearest
+# rank), in ms. The raw output goes to raw/TAG-ping.txt.
+ping_run() {
+    local f="$out/raw/$run_tag-ping.txt" rc=0 stats
+    log "$run_path: latency, $ping_count pings 10 ms apart to $run_server_addr"
+    run_bg ip netns exec "$run_client_ns" timeout $((ping_count / 50 + 30)) \
+        ping -n -c "$ping_count" -i 0.01 -W 1 "$run_server_addr" >"$f" 2>&1 8>&- || rc=$?
+    stats="$(sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p' "$f" | sort -g | awk -v sent="$ping_count" '
+        function rank(p,   k) { k = p * NR; if (k > int(k)) k = int(k) + 1; if (k < 1) k = 1; return v[k] }
+        { v[NR] = $1; sum += $1 }
+        END {
+            if (NR == 0) { printf "{\"sent\":%d,\"received\":0}\n", sent; exit }
+            printf "{\"sent\":%d,\"received\":%d,\"loss_percent\":%.2f,\"min_ms\":%.3f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"avg_ms\":%.3f}\n",
+                sent, NR, 100 * (sent - NR) / sent, v[1], rank(0.5), rank(0.9), rank(0.99), v[NR], sum / NR
+        }')"
+    if ! jq -e '.received > 0' <<<"$stats" >/dev/null 2>&1; then
+        log "warning: no ping answered through $run_path (exit $rc): $(tail -n 3 "$f")"
+        failures=$((failures + 1))
+        ping_failed "no answer"
+        return 0
+    fi
+    add_ping "$(jq -c --arg p "$run_path" --argjson c "$ping_count" \
+        '{path:$p, count:$c, interval_ms:10} + .' <<<"$stats")"
+    log "$run_path: ping p50 $(jq -r .p50_ms <<<"$stats") ms, p99 $(jq -r .p99_ms <<<"$stats") ms"
+}
 
-[[gateway]]
-name = "er-gw"
-type = "ExpressRoute"
-sku = "ErGwScale"
-scale_units = 40
-
-[[connection]]
-name = "circuit-1"
-gateway = "er-gw"
-type = "ExpressRoute"
-prefixes = ["10.2.0.0/16", "fd00:2::/48"]
-
-[connection.interface]
-name = "cw-er0"
-netns = "$ns_onprem"
-addresses = ["10.2.0.10/16", "fd00:2::10/64"]
-mtu = 1500
-EOF
-cp -- "$cfg" "$out/raw/causeway-config.toml"
-timeout 10 "$bin/causewayd" --check -c "$cfg" >&2 || die "generated config rejected"
-
-log "starting causewayd (ErGwScale, 40 scale units)"
-start_daemon plain "" "$cfg" "$sock" "$out/raw/causewayd.log" || die "causewayd did not start"
-timeout 5 "$bin/causeway" --socket "$sock" status >"$out/raw/causeway-status.txt" 2>&1 || true
-
-wait_for -n 30 -s 0.2 timeout 3 ip netns exec "$ns_vnet" ping -c1 -W1 10.2.0.10 \
-    || die "no path $ns_vnet -> $ns_onprem through causewayd: $(tail -n 20 "$out/raw/causewayd.log")"
-wait_for -n 10 -s 0.2 timeout 3 ip netns exec "$ns_onprem" ping -c1 -W1 10.1.0.10 \
-    || die "no path $ns_onprem -> $ns_vnet through causewayd"
-log "ping through the gateway works both ways"
-
-run_path="causeway"
-run_tag="causeway"
-run_pids=("$started_pid")
-run_labels=("")
-run_socks=("$sock")
-run_client_ns="$ns_vnet"
-run_server_ns="$ns_onprem"
-run_server_addr="10.2.0.10"
-run_tuns=("vnet:$ns_vnet:cw-vnet0" "onprem:$ns_onprem:cw-er0")
-run_udp=("vnet:$ns_vnet" "onprem:$ns_onprem")
-run_sku_cap=null
-run_tests
-
-stats_all >"$out/raw/causeway-stats-final.json" 2>/dev/null || true
-stop_daemons
-ns_del "$ns_vnet"
-ns_del "$ns_onprem"
-
-# --- 3. Causeway <-> Causeway through an IPsec tunnel -----------------------------------------
-ns_gwa="$prefix-gwa"
-ns_gwb="$prefix-gwb"
+# --- Causeway <-> Causeway through an IPsec tunnel: set-up ----------------------------------
 tunnel_cipher="aes256gcm16"
 # VpnGw5's per-tunnel cap (crates/engine/src/sku.rs), in Gbit/s.
 tunnel_cap_gbps=2.3
@@ -706,9 +832,171 @@ tunnel_setup() {
     log "ping through the tunnel works both ways"
 }
 
+# --- Causeway, plain path: set-up --------------------------------------------------------------
+# plain_setup : namespaces, config, the daemon, a ping each way; 1 on failure. Sets plain_pid.
+plain_setup() {
+    local sock="$tmp/control.sock" cfg="$tmp/bench.toml"
+    plain_pid=""
+    (ns_add "$ns_vnet") && (ns_add "$ns_onprem") || return 1
+    cat >"$cfg" <<EOF
+# Generated by scripts/bench.sh: the lab's addressing, an unconstrained SKU.
+[vnet]
+name = "bench"
+address_space = ["10.1.0.0/16", "fd00:1::/48"]
+gateway_subnet = "10.1.255.0/27"
+
+[vnet.interface]
+name = "cw-vnet0"
+netns = "$ns_vnet"
+addresses = ["10.1.0.10/16", "fd00:1::10/64"]
+mtu = 1500
+
+[control]
+socket = "$sock"
+
+[[gateway]]
+name = "er-gw"
+type = "ExpressRoute"
+sku = "ErGwScale"
+scale_units = 40
+
+[[connection]]
+name = "circuit-1"
+gateway = "er-gw"
+type = "ExpressRoute"
+prefixes = ["10.2.0.0/16", "fd00:2::/48"]
+
+[connection.interface]
+name = "cw-er0"
+netns = "$ns_onprem"
+addresses = ["10.2.0.10/16", "fd00:2::10/64"]
+mtu = 1500
+EOF
+    cp -- "$cfg" "$out/raw/causeway-config.toml"
+    timeout 10 "$bin/causewayd" --check -c "$cfg" >&2 || { log "generated config rejected"; return 1; }
+
+    log "starting causewayd (ErGwScale, 40 scale units)"
+    start_daemon plain "" "$cfg" "$sock" "$out/raw/causewayd.log" || return 1
+    plain_pid="$started_pid"
+    timeout 5 "$bin/causeway" --socket "$sock" status >"$out/raw/causeway-status.txt" 2>&1 || true
+
+    wait_for -n 30 -s 0.2 timeout 3 ip netns exec "$ns_vnet" ping -c1 -W1 10.2.0.10 \
+        || { log "no path $ns_vnet -> $ns_onprem through causewayd: $(tail -n 20 "$out/raw/causewayd.log")"; return 1; }
+    wait_for -n 10 -s 0.2 timeout 3 ip netns exec "$ns_onprem" ping -c1 -W1 10.1.0.10 \
+        || { log "no path $ns_onprem -> $ns_vnet through causewayd"; return 1; }
+    log "ping through the gateway works both ways"
+}
+
+# --- the comparison peers: one section each ----------------------------------------------------
+# shellcheck source=scripts/bench/peers.sh
+. "$here/bench/peers.sh"
+
+# peer_section KIND : set-up, latency and tests of one comparison peer (wireguard-go, boringtun,
+# strongswan), then everything of it stopped and removed.
+peer_section() {
+    local kind="$1" ok=0 n
+    case "$kind" in
+        strongswan) run_path="strongswan-libipsec" ;;
+        *) run_path="$kind" ;;
+    esac
+    run_tag="$kind"
+    run_sku_cap=null
+    run_pids=()
+    case "$kind" in
+        wireguard-go | boringtun)
+            if wg_peer_setup "$kind" "$ns_vnet" "$ns_gwa" "$ns_gwb" "$ns_onprem" "$wg_if_a" "$wg_if_b" "$out/raw"; then
+                ok=1
+                run_pids=("$wg_pid_a" "$wg_pid_b")
+                run_tuns=("a:$ns_gwa:$wg_if_a" "b:$ns_gwb:$wg_if_b")
+            fi
+            ;;
+        strongswan)
+            if ss_peer_setup "$here/strongswan.sh" "$ns_vnet" "$ns_gwa" "$ns_gwb" "$ns_onprem" "$out/raw"; then
+                ok=1
+                run_pids=("$ss_pid_a" "$ss_pid_b")
+                run_tuns=("a:$ns_gwa:ipsec0" "b:$ns_gwb:ipsec0")
+            fi
+            ;;
+    esac
+    if ((ok)); then
+        run_labels=(a b)
+        run_socks=()
+        run_client_ns="$ns_vnet"
+        run_server_ns="$ns_onprem"
+        run_server_addr="10.3.0.10"
+        run_udp=("vnet:$ns_vnet" "gwa:$ns_gwa" "gwb:$ns_gwb" "onprem:$ns_onprem")
+        ping_run
+        run_tests "${tests_peer[@]}"
+    else
+        log "warning: $run_path could not be set up; its tests are reported as failed"
+        failures=$((failures + 1))
+        fail_tests "$kind setup failed" "${tests_peer[@]}"
+    fi
+    [[ "$kind" == strongswan ]] && ss_peer_logs "$out/raw"
+    stop_daemons
+    for n in "$ns_vnet" "$ns_gwa" "$ns_gwb" "$ns_onprem"; do
+        ns_del "$n"
+    done
+    wg_peer_cleanup "$wg_if_a" "$wg_if_b"
+}
+
+# --- the memory mode ---------------------------------------------------------------------------
+if ((memory)); then
+    # shellcheck source=scripts/bench/memory.sh
+    . "$here/bench/memory.sh"
+    memory_main "$minutes" "$tunnels"
+    exit 0
+fi
+
+# --- 1. the kernel baseline -------------------------------------------------------------------
+kernel_run 1 tcp
+kernel_run 4 tcp
+kernel_run 1 udp64
+# Its latency: the same topology, built again here (kernel-baseline.sh does not ping).
+run_path="kernel"
+run_tag="kernel"
+run_client_ns="$prefix-kp-vnet"
+run_server_addr="10.2.0.10"
+if kernel_topology "$prefix-kp-vnet" "$prefix-kp-rtr" "$prefix-kp-onprem"; then
+    ping_run
+else
+    failures=$((failures + 1))
+    ping_failed "kernel path setup failed"
+fi
+for n in "$prefix-kp-vnet" "$prefix-kp-rtr" "$prefix-kp-onprem"; do
+    ns_del "$n"
+done
+
+# --- 2. Causeway, plain path ------------------------------------------------------------------
+plain_pid=""
+run_path="causeway plain"
+run_tag="causeway"
+run_sku_cap=null
+if plain_setup; then
+    run_pids=("$plain_pid")
+    run_labels=("")
+    run_socks=("$tmp/control.sock")
+    run_client_ns="$ns_vnet"
+    run_server_ns="$ns_onprem"
+    run_server_addr="10.2.0.10"
+    run_tuns=("vnet:$ns_vnet:cw-vnet0" "onprem:$ns_onprem:cw-er0")
+    run_udp=("vnet:$ns_vnet" "onprem:$ns_onprem")
+    ping_run
+    run_tests "${tests_causeway[@]}"
+    stats_all >"$out/raw/causeway-stats-final.json" 2>/dev/null || true
+else
+    log "warning: the plain path could not be set up; its tests are reported as failed"
+    failures=$((failures + 1))
+    fail_tests "plain path setup failed" "${tests_causeway[@]}"
+fi
+stop_daemons
+ns_del "$ns_vnet"
+ns_del "$ns_onprem"
+
+# --- 3. Causeway <-> Causeway through an IPsec tunnel -----------------------------------------
 tunnel_pid_a=""
 tunnel_pid_b=""
-run_path="tunnel $tunnel_cipher"
+run_path="causeway tunnel $tunnel_cipher"
 run_tag="tunnel"
 run_sku_cap="$tunnel_cap_gbps"
 if tunnel_setup; then
@@ -720,68 +1008,131 @@ if tunnel_setup; then
     run_server_addr="10.3.0.10"
     run_tuns=("vnet:$ns_vnet:cw-vnet0" "onprem:$ns_onprem:cw-onprem0")
     run_udp=("vnet:$ns_vnet" "gwa:$ns_gwa" "gwb:$ns_gwb" "onprem:$ns_onprem")
-    run_tests
+    ping_run
+    run_tests "${tests_causeway[@]}"
     stats_all >"$out/raw/tunnel-stats-final.json" 2>/dev/null || true
 else
     log "warning: the tunnel path could not be set up; its tests are reported as failed"
     failures=$((failures + 1))
-    fail_tests "tunnel setup failed"
+    fail_tests "tunnel setup failed" "${tests_causeway[@]}"
 fi
 stop_daemons
 for n in "$ns_vnet" "$ns_gwa" "$ns_gwb" "$ns_onprem"; do
     ns_del "$n"
 done
+
+# --- 4. the comparison peers -------------------------------------------------------------------
+for p in "${peers[@]}"; do
+    peer_section "$p"
+done
 load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- results ----------------------------------------------------------------------------------
-# Ratios: each row against the kernel row of the same mode and streams (TCP: Gbit/s; UDP: Mpps).
-jq -s \
+# Per test: each row against the kernel row of the same mode and streams (TCP: Gbit/s; UDP:
+# Mpps). Summary: one row per path (TCP 1 stream both ways, UDP 64, latency), the Causeway tunnel
+# divided by each peer, and the 5x target.
+jq -n \
+    --slurpfile rows "$tmp/rows.jsonl" --slurpfile pings "$tmp/pings.jsonl" \
     --arg cpu "$cpu_model" --argjson n "$ncpu" --arg k "$kernel" --arg ls "$load_start" \
     --arg le "$load_end" --arg ip "$iperf_version" --argjson t "$time_s" \
-    --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg tc "$tunnel_cipher" '
+    --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg tc "$tunnel_cipher" \
+    --argjson pv "$peer_versions" --argjson pc "$ping_count" '
     def r(x; n): if x == null then null else (x * pow(10; n) | round) / pow(10; n) end;
-    . as $rows
+    def ratio(a; b): if a == null or b == null or b == 0 then null else r(a / b; 2) end;
+    ("causeway tunnel " + $tc) as $tp
+    | ["wireguard-go", "boringtun", "strongswan-libipsec"] as $peers
+    | (["kernel", "causeway plain", $tp] + $peers) as $order
+    | [ $rows[] | . as $row
+        | ($rows | map(select(.path == "kernel" and .mode == $row.mode and .streams == $row.streams)) | first) as $k
+        | . + {
+            ratio_to_kernel: (
+                if $k == null then null
+                elif .mode == "udp64" then
+                    (if (.mpps // null) != null and ($k.mpps // 0) > 0 then r(.mpps / $k.mpps; 2) else null end)
+                else
+                    (if .gbps != null and ($k.gbps // 0) > 0 then r(.gbps / $k.gbps; 2) else null end)
+                end),
+            daemon_cpu_s_per_gbit: (
+                if (.daemon_cpu_seconds // null) != null and (.received_bytes // 0) > 0
+                then r(.daemon_cpu_seconds / (.received_bytes * 8 / 1e9); 3) else null end),
+            daemon_cpu_percent: (
+                if (.daemon_cpu_seconds // null) != null and (.wall_seconds // 0) > 0
+                then r(100 * .daemon_cpu_seconds / .wall_seconds; 0) else null end),
+            daemon_cpu_percent_by_daemon: (
+                if (.daemon_cpu_seconds_by_daemon // null) != null and (.wall_seconds // 0) > 0
+                then .daemon_cpu_seconds_by_daemon | map_values(r(100 * . / $row.wall_seconds; 0))
+                else null end),
+            daemon_cpu_ns_per_wire_packet: (
+                if (.daemon_cpu_seconds // null) != null and (.gateway_wire_packets // 0) > 0
+                then r(1e9 * .daemon_cpu_seconds / .gateway_wire_packets; 0) else null end),
+            sku_capped: (
+                if (.sku_cap_gbps // null) != null and .gbps != null
+                then ((.gbps - .sku_cap_gbps) | if . < 0 then -. else . end) <= 0.1 * .sku_cap_gbps
+                else null end)
+          } ] as $R
+    | def pick(p; d; m): ($R | map(select(.path == p and .direction == d and .mode == m and .streams == 1)) | first);
+      def lat(p): ($pings | map(select(.path == p)) | first);
+    [ $order[] as $p
+        | select(any($R[]; .path == $p) or any($pings[]; .path == $p))
+        | pick($p; "vnet->onprem"; "tcp") as $f
+        | pick($p; "onprem->vnet"; "tcp") as $b
+        | pick($p; "vnet->onprem"; "udp64") as $u
+        | lat($p) as $l
+        | {
+            path: $p,
+            peer: ($peers | any(. == $p)),
+            gbps: $f.gbps,
+            gbps_reverse: $b.gbps,
+            mpps: $u.mpps,
+            ping_p50_ms: $l.p50_ms,
+            ping_p99_ms: $l.p99_ms,
+            ping_loss_percent: $l.loss_percent,
+            ratio_to_kernel_gbps: $f.ratio_to_kernel,
+            ratio_to_kernel_mpps: $u.ratio_to_kernel,
+            sku_cap_gbps: $f.sku_cap_gbps,
+            cpu_s_per_gbit: $f.daemon_cpu_s_per_gbit,
+            cpu_s_per_gbit_reverse: $b.daemon_cpu_s_per_gbit,
+            cpu_note: (if $p == "kernel"
+                then "not attributable: the forwarding runs in the iperf3 sender'"'"'s system calls"
+                else null end)
+          } ] as $S0
+    | ($S0 | map(select(.path == $tp)) | first) as $T
+    | [ $S0[] | . as $x | . + {
+            vs_peers: ([ $peers[] as $q | ($S0 | map(select(.path == $q)) | first) as $Q
+                | select($Q != null) | {key: $q, value: ratio($x.gbps; $Q.gbps)} ] | from_entries),
+            tunnel_over_this_gbps: (if $x.peer then ratio($T.gbps; $x.gbps) else null end),
+            tunnel_over_this_mpps: (if $x.peer then ratio($T.mpps; $x.mpps) else null end),
+            target_5x: (if $x.peer and $T.gbps != null and ($x.gbps // 0) > 0
+                then ($T.gbps / $x.gbps) >= 5 else null end)
+          } ] as $S
     | {
         date: $date,
         machine: {nproc: $n, cpu: $cpu, kernel: $k, load_average_start: $ls, load_average_end: $le},
         iperf3: $ip,
         seconds: $t,
+        pings: {count: $pc, interval_ms: 10},
+        peer_versions: $pv,
         causeway_sku: "ErGwScale, 40 scale units (40 Gbit/s, 4 Mpps per direction)",
         tunnel: ("two causewayd (A in the VNet gateway role, B as the on-premises device), "
             + "a Vpn gateway of SKU VpnGw5 each (10 Gbit/s aggregate, 2.3 Gbit/s per tunnel), "
             + "one IPsec tunnel: ESP " + $tc + " in UDP 4500, manual SAs; CPU figures of the "
             + "tunnel rows are both daemons together, packets are counted once (daemon A)"),
-        rows: [ $rows[] | . as $row
-            | ($rows | map(select(.path == "kernel" and .mode == $row.mode and .streams == $row.streams)) | first) as $k
-            | . + {
-                ratio_to_kernel: (
-                    if $k == null then null
-                    elif .mode == "udp64" then
-                        (if (.mpps // null) != null and ($k.mpps // 0) > 0 then r(.mpps / $k.mpps; 2) else null end)
-                    else
-                        (if .gbps != null and ($k.gbps // 0) > 0 then r(.gbps / $k.gbps; 2) else null end)
-                    end),
-                daemon_cpu_s_per_gbit: (
-                    if (.daemon_cpu_seconds // null) != null and (.received_bytes // 0) > 0
-                    then r(.daemon_cpu_seconds / (.received_bytes * 8 / 1e9); 3) else null end),
-                daemon_cpu_percent: (
-                    if (.daemon_cpu_seconds // null) != null and (.wall_seconds // 0) > 0
-                    then r(100 * .daemon_cpu_seconds / .wall_seconds; 0) else null end),
-                daemon_cpu_percent_by_daemon: (
-                    if (.daemon_cpu_seconds_by_daemon // null) != null and (.wall_seconds // 0) > 0
-                    then .daemon_cpu_seconds_by_daemon | map_values(r(100 * . / $row.wall_seconds; 0))
-                    else null end),
-                daemon_cpu_ns_per_wire_packet: (
-                    if (.daemon_cpu_seconds // null) != null and (.gateway_wire_packets // 0) > 0
-                    then r(1e9 * .daemon_cpu_seconds / .gateway_wire_packets; 0) else null end),
-                sku_capped: (
-                    if (.sku_cap_gbps // null) != null and .gbps != null
-                    then ((.gbps - .sku_cap_gbps) | if . < 0 then -. else . end) <= 0.1 * .sku_cap_gbps
-                    else null end)
-              } ]
-      }' "$tmp/rows.jsonl" >"$out/results.json"
+        peers: ("gateway to gateway between the same four namespaces as the tunnel (hosts behind "
+            + "veth pairs, the gateway namespaces forwarding): wireguard-go and boringtun-cli "
+            + "(userspace WireGuard, ChaCha20-Poly1305, MTU 1420), strongSwan charon with "
+            + "kernel-libipsec (IKEv2 PSK, ESP aes256gcm16, tunnel mode); CPU figures are both "
+            + "ends'"'"' processes together"),
+        summary: $S,
+        target_5x: {
+            target: ("Causeway tunnel (" + $tc + ") at least 5x each comparison peer, TCP 1 stream VNet -> on-prem"),
+            ratios: ([ $S[] | select(.peer) | {key: .path, value: .tunnel_over_this_gbps} ] | from_entries),
+            met: ([ $S[] | select(.peer) ] as $ps | ($ps | length) > 0 and all($ps[]; .target_5x == true))
+        },
+        latency: $pings,
+        rows: $R
+      }' >"$out/results.json"
 
-# One table, as text (stdout) and as Markdown.
+# The table of every test, as TSV.
 table_rows() {
     jq -r '.rows[] | [
         .path, .direction, (if .mode == "udp64" then "udp64" else "tcp" end), (.streams | tostring),
@@ -799,40 +1150,116 @@ table_rows() {
         { print }'
 }
 header=(path direction mode streams "Gbit/s" Mpps "vs kernel" "CPU s/Gbit" "CPU %" "CPU ns/pkt" note)
+
+# The summary, one row per path, as TSV.
+summary_rows() {
+    jq -r '.summary[] | [
+        .path,
+        (if .gbps == null then "FAILED" else .gbps end), (.gbps_reverse // "-"), (.mpps // "-"),
+        (.ping_p50_ms // "-"), (.ping_p99_ms // "-"),
+        (.ratio_to_kernel_gbps // "-"), (.ratio_to_kernel_mpps // "-"),
+        (.tunnel_over_this_gbps // "-"), (.tunnel_over_this_mpps // "-"),
+        (if .target_5x == null then "-" elif .target_5x then "met" else "missed" end),
+        (if .path == "kernel" then "n/a" else (.cpu_s_per_gbit // "-") end)
+      ] | map(tostring) | @tsv' "$out/results.json" | awk -F'\t' -v OFS='\t' '
+        BEGIN { split("%.2f %.2f %.3f %.3f %.3f %.2f %.2f %.2fx %.2fx - %.3f", fmt, " ") }
+        { for (i = 2; i <= 12; i++) if (fmt[i - 1] != "-" && $i != "-" && $i ~ /^-?[0-9.e+-]+$/) $i = sprintf(fmt[i - 1], $i) }
+        { print }'
+}
+sheader=(path "Gbit/s" "Gbit/s rev" "Mpps" "p50 ms" "p99 ms" "vs kernel Gbit/s" "vs kernel Mpps"
+    "tunnel/this Gbit/s" "tunnel/this Mpps" "5x" "CPU s/Gbit")
+
+# target_line : the 5x check in one sentence.
+target_line() {
+    jq -r '.target_5x as $t | if ($t.ratios | length) == 0 then "5x target: no comparison peer measured"
+        else "5x target (Causeway tunnel vs each peer, TCP 1 stream VNet -> on-prem): "
+            + ([$t.ratios | to_entries[] | "\(.key) \(if .value == null then "n/a" else "\(.value)x" end)"] | join(", "))
+            + (if $t.met then ": met" else ": NOT met" end) end' "$out/results.json"
+}
+
+# align : TSV on stdin as aligned columns; the first LEFT columns and the last one left-aligned.
+align() {
+    awk -F'\t' -v left="$1" '
+        { for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } n = NF; rows = NR }
+        END {
+            for (r = 1; r <= rows; r++) {
+                line = ""
+                for (i = 1; i <= n; i++) line = line sprintf("%" (i <= left || i == n ? "-" : "") w[i] "s  ", cell[r, i])
+                sub(/ +$/, "", line); print line
+            }
+        }'
+}
+
+md_rows() {
+    awk -F'\t' '{ printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n" }'
+}
+
 {
-    echo "# Causeway vs kernel forwarding"
+    echo "# Causeway vs the kernel and other userspace VPNs"
     echo
     echo "Machine: $ncpu CPU(s), $cpu_model, Linux $kernel; load average $load_start at start, $load_end at end."
-    echo "$iperf_version, ${time_s} s per test, one test at a time. Causeway: ErGwScale (40 scale units)."
-    echo "Tunnel: two causewayd joined by one IPsec tunnel (ESP $tunnel_cipher in UDP, manual SAs), a"
-    echo "VpnGw5 gateway each: the SKU caps one tunnel at $tunnel_cap_gbps Gbit/s per direction (\"SKU-capped\":"
-    echo "within 10% of it)."
-    echo "Gbit/s and Mpps are what the receiver got; \"vs kernel\" divides by the same-run kernel"
-    echo "figure of the same mode and stream count (TCP: Gbit/s, UDP: Mpps). CPU: causewayd's"
-    echo "utime + stime over the test (all threads; 100% = one core); tunnel rows: both daemons"
-    echo "together (A and B in brackets), per packet counted once."
+    echo "$iperf_version, ${time_s} s per test, one test at a time; $ping_count pings 10 ms apart per latency test."
+    if ((${#peers[@]})); then
+        echo "Peers: $(jq -r '.peer_versions | to_entries | map(.value) | join("; ")' "$out/results.json")."
+    fi
+    echo
+    echo "## Summary"
+    echo
+    echo "One row per path. Gbit/s: one TCP stream VNet -> on-prem (rev: on-prem -> VNet), what the"
+    echo "receiver got; Mpps: UDP 64-byte datagrams at full rate, received; p50 / p99: ping RTT through"
+    echo "the idle path; \"vs kernel\": divided by the same run's kernel figure; \"tunnel/this\": Causeway's"
+    echo "tunnel ($tunnel_cipher) divided by this peer, and whether that is the target of 5x (Gbit/s);"
+    echo "CPU s/Gbit: the gateway processes' CPU time (both ends of a tunnel together) per Gbit received,"
+    echo "VNet -> on-prem (the kernel's forwarding runs in the iperf3 sender's system calls: n/a)."
+    echo
+    printf '| %s ' "${sheader[@]}"
+    echo '|'
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+    summary_rows | md_rows
+    echo
+    target_line
+    echo
+    echo "## Every test"
+    echo
+    echo "Causeway: ErGwScale (40 scale units). Tunnel: two causewayd joined by one IPsec tunnel (ESP"
+    echo "$tunnel_cipher in UDP, manual SAs), a VpnGw5 gateway each: the SKU caps one tunnel at"
+    echo "$tunnel_cap_gbps Gbit/s per direction (\"SKU-capped\": within 10% of it). Peers: gateway to gateway"
+    echo "between the same namespaces. Gbit/s and Mpps are what the receiver got; \"vs kernel\" divides by"
+    echo "the same-run kernel figure of the same mode and stream count (TCP: Gbit/s, UDP: Mpps). CPU:"
+    echo "the gateway processes' utime + stime over the test (all threads; 100% = one core); tunnels:"
+    echo "both ends together (A and B in brackets); CPU ns per wire packet: Causeway only (its counters)."
     echo
     printf '| %s ' "${header[@]}"
     echo '|'
     echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
-    table_rows | awk -F'\t' '{ printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n" }'
+    table_rows | md_rows
 } >"$out/results.md"
 
 echo
 {
     (IFS=$'\t'; echo "${header[*]}")
     table_rows
-} | awk -F'\t' '
-    { for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } n = NF; rows = NR }
-    END {
-        for (r = 1; r <= rows; r++) {
-            line = ""
-            for (i = 1; i <= n; i++) line = line sprintf("%" (i <= 3 || i == n ? "-" : "") w[i] "s  ", cell[r, i])
-            sub(/ +$/, "", line); print line
-        }
-    }'
+} | align 3
 echo
-echo "results: $out/results.json, $out/results.md (raw iperf3 JSON, daemon logs and counters in $out/raw)"
+{
+    (IFS=$'\t'; echo "${sheader[*]}")
+    summary_rows
+} | align 1
+echo
+target_line
+
+# --- the chart --------------------------------------------------------------------------------
+if ((chart)); then
+    log "drawing the chart ($chart_path)"
+    if MPLBACKEND=Agg run_bg timeout 120 "$venv/bin/python" "$here/bench/chart.py" "$out/results.json" \
+        "$out/bench.png" 8>&- && cp -- "$out/bench.png" "$chart_path"; then
+        echo "chart: $chart_path"
+    else
+        log "warning: the chart could not be drawn"
+        failures=$((failures + 1))
+    fi
+fi
+echo "results: $out/results.json, $out/results.md (raw iperf3 JSON, pings, logs and counters in $out/raw)"
 if ((failures)); then
     log "$failures test(s) failed; see above"
     exit 1

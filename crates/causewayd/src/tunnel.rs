@@ -185,6 +185,13 @@ impl Default for GsoBuf {
     }
 }
 
+impl GsoBuf {
+    /// Makes its pages resident (see `worker::prefault`).
+    pub fn prefault(&mut self) {
+        crate::worker::prefault(&mut self.buf);
+    }
+}
+
 /// Sealed datagrams of one GSO send being built: all `stride` bytes long but the last.
 struct GsoRun {
     len: usize,

@@ -208,6 +208,7 @@ impl Held {
         let len = bytes.len();
         if self.ring.is_empty() {
             self.ring = vec![0; self.capacity];
+            prefault(&mut self.ring);
         }
         let off = if self.entries.is_empty() {
             self.head = 0;
@@ -252,6 +253,17 @@ impl Held {
     }
 }
 
+/// Touches every page of `buf` so that the memory is resident from now on: a zeroed allocation
+/// gets its pages only as they are first written, so without this the resident size of a worker
+/// would creep up in steps under load (a ring reaching further than before) instead of being
+/// flat from the first use.
+pub(crate) fn prefault(buf: &mut [u8]) {
+    for i in (0..buf.len()).step_by(4096) {
+        // Through `black_box`, so that the compiler cannot drop a store of the 0 already there.
+        *std::hint::black_box(&mut buf[i]) = 0;
+    }
+}
+
 /// Buffers of one worker, allocated once.
 struct Buffers {
     pkt: Vec<u8>,
@@ -271,6 +283,17 @@ struct TxBuffers {
 
 impl Buffers {
     fn new() -> Buffers {
+        let mut b = Buffers::zeroed();
+        prefault(&mut b.pkt);
+        prefault(&mut b.reply);
+        prefault(&mut b.tx.frag);
+        prefault(&mut b.tx.out);
+        prefault(&mut b.tx.seal);
+        b.tx.gso.prefault();
+        b
+    }
+
+    fn zeroed() -> Buffers {
         Buffers {
             pkt: vec![0; BUF_LEN],
             reply: vec![0; VNET_HDR_LEN + REPLY_BUF_LEN],
@@ -786,6 +809,7 @@ impl Worker {
         let mut b = Buffers::new();
         let mut held = Held::new(bits_per_sec, &policy);
         let mut rb = RecvBatch::new(UDP_BATCH, UDP_BUF);
+        rb.prefault();
         let live = self.shared.live.clone();
         loop {
             let topo = self.refresh();

@@ -621,6 +621,17 @@ impl RecvBatch {
         }
     }
 
+    /// Touches every page of the buffers, so that they are resident from now on (a zeroed
+    /// allocation gets its pages only when first written: without this the resident size grows
+    /// in steps as larger or more datagrams arrive).
+    pub fn prefault(&mut self) {
+        for i in (0..self.data.len()).step_by(4096) {
+            // SAFETY: `i < self.data.len()`; a volatile write of the 0 already there, so that
+            // the compiler keeps it.
+            unsafe { ptr::write_volatile(self.data.as_mut_ptr().add(i), 0) };
+        }
+    }
+
     /// Receives up to [`RecvBatch::capacity`] datagrams waiting on `socket` with one
     /// `recvmmsg(MSG_DONTWAIT)`; returns how many (also [`RecvBatch::len`]). Nothing waiting:
     /// `WouldBlock`. The previous contents are overwritten (on error the batch is empty).

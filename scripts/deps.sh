@@ -3,7 +3,8 @@
 #
 # Usage: deps.sh
 #
-#   - Debian packages: iproute2 iperf3 iputils-ping tcpdump procps jq ca-certificates, and
+#   - Debian packages: iproute2 iperf3 iputils-ping tcpdump procps jq ca-certificates curl,
+#     ethtool (the end-to-end tests turn a veth's offloads off), and
 #     strongSwan as the IKEv2/ESP reference peer (scripts/strongswan.sh, docs/STRONGSWAN.md):
 #     strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins.
 #     `apt-get update` and `apt-get install` run only when one of them is missing; when all are
@@ -25,7 +26,7 @@ case "${1:-}" in
     *) die "unexpected argument '$1' (usage: deps.sh)" ;;
 esac
 
-packages=(iproute2 iperf3 iputils-ping tcpdump procps jq ca-certificates curl
+packages=(iproute2 iperf3 iputils-ping tcpdump procps jq ca-certificates curl ethtool
     strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins)
 
 installed() {
@@ -51,7 +52,7 @@ if ((${#missing[@]})); then
     done
 fi
 
-for c in ip iperf3 ping tcpdump sysctl jq; do
+for c in ip iperf3 ping tcpdump sysctl jq ethtool; do
     command -v "$c" >/dev/null 2>&1 || die "'$c' is missing although its package is installed"
 done
 

@@ -3,6 +3,10 @@
 # end-to-end tests that drive the real daemon and CLI through TUNs in network namespaces they
 # create (ping, iperf3). Needs root. Installs what it needs (scripts/deps.sh) first.
 #
+# The end-to-end tests run twice: with the daemon's TUN offloads on (the default, in the run
+# of every test), then once more alone with CAUSEWAY_E2E_OFFLOAD=off (`offload = false` on
+# every interface). With extra cargo test args, only the first run happens.
+#
 # Usage: scripts/test.sh [--lint] [-- extra cargo test args]
 #   --lint   also run `cargo fmt --check` and `cargo clippy --all-targets -D warnings`
 set -euo pipefail
@@ -34,5 +38,12 @@ log "building (profile ci: optimised, with debug assertions and overflow checks)
 cargo build --profile ci --bins
 # Two test threads: end-to-end tests run two labs at a time at most; a throughput test runs
 # alone (it holds the suite's machine lock exclusively).
-log "running the tests"
-cargo test --profile ci "$@" -- --test-threads=2
+log "running the tests (end-to-end pass 1 of 2: TUN offloads on)"
+CAUSEWAY_E2E_OFFLOAD=on cargo test --profile ci "$@" -- --test-threads=2
+if (($#)); then
+    log "extra cargo test args given: skipping end-to-end pass 2 (offloads off); run it with" \
+        "CAUSEWAY_E2E_OFFLOAD=off cargo test --profile ci -p causewayd --test e2e -- --test-threads=2"
+    exit 0
+fi
+log "running the end-to-end tests again (pass 2 of 2: TUN offloads off, CAUSEWAY_E2E_OFFLOAD=off)"
+CAUSEWAY_E2E_OFFLOAD=off cargo test --profile ci -p causewayd --test e2e -- --test-threads=2

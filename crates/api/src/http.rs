@@ -39,7 +39,12 @@ pub fn read_head(r: &mut impl Read, max: usize) -> io::Result<Option<RawHead>> {
             return Ok(None);
         }
         let want = chunk.len().min(max - buf.len());
-        let n = r.read(&mut chunk[..want])?;
+        let n = match r.read(&mut chunk[..want]) {
+            Ok(n) => n,
+            // A signal arrived while reading: read again.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             return Ok(Some(RawHead {
                 head: buf,

@@ -24,6 +24,7 @@
 //! mtu = 1500                                 # optional, default 1500
 //! txqueuelen = 1000                          # optional, default 1000
 //! install_routes = true                      # optional, default true
+//! offload = true                             # optional, default true; false: no TUN offloads
 //!
 //! [control]                                  # optional
 //! socket = "/run/causeway/control.sock"      # default; must be absolute
@@ -249,6 +250,11 @@ pub struct InterfaceConfig {
     /// Whether to install routes through this interface (to the prefixes reachable through it).
     /// Default true.
     pub install_routes: bool,
+    /// Whether the TUN is opened with offloads (`TUNSETOFFLOAD`: checksum, TSO4/6, TSO-ECN), so
+    /// that the kernel hands over 64 KB super-packets and packets with partial checksums. False:
+    /// the virtio header stays but no offload is set, so every packet read is a single, fully
+    /// checksummed one (slower; for comparison and for testing). Default true.
+    pub offload: bool,
 }
 
 /// The control socket (`[control]`).
@@ -1401,6 +1407,7 @@ const INTERFACE_KEYS: &[&str] = &[
     "mtu",
     "txqueuelen",
     "install_routes",
+    "offload",
 ];
 const CONTROL_KEYS: &[&str] = &["socket", "state_dir", "listen", "token_file"];
 const METRICS_KEYS: &[&str] = &["listen"];
@@ -1563,6 +1570,7 @@ struct InterfaceDraft<'n> {
     mtu: u32,
     txqueuelen: Option<u32>,
     install_routes: bool,
+    offload: bool,
 }
 
 impl InterfaceDraft<'_> {
@@ -1574,6 +1582,7 @@ impl InterfaceDraft<'_> {
             mtu: self.mtu,
             txqueuelen: self.txqueuelen,
             install_routes: self.install_routes,
+            offload: self.offload,
         })
     }
 }
@@ -1675,6 +1684,7 @@ fn read_interface<'n>(cx: &mut Cx<'_>, t: &Table<'n>) -> InterfaceDraft<'n> {
         .optional_int_in(cx, "txqueuelen", 0..=i64::from(u32::MAX))
         .map(|(v, _)| v as u32);
     let install_routes = t.optional_bool(cx, "install_routes").unwrap_or(true);
+    let offload = t.optional_bool(cx, "offload").unwrap_or(true);
     InterfaceDraft {
         path: t.path.clone(),
         name,
@@ -1683,6 +1693,7 @@ fn read_interface<'n>(cx: &mut Cx<'_>, t: &Table<'n>) -> InterfaceDraft<'n> {
         mtu,
         txqueuelen,
         install_routes,
+        offload,
     }
 }
 
@@ -3481,6 +3492,7 @@ netns = "lab-onprem"
                 mtu: 1500,
                 txqueuelen: None,
                 install_routes: true,
+                offload: true,
             }
         );
         assert_eq!(
@@ -3519,6 +3531,7 @@ netns = "lab-onprem"
                         mtu: 1500,
                         txqueuelen: None,
                         install_routes: true,
+                        offload: true,
                     },
                 },
             }]
@@ -3536,6 +3549,7 @@ gateway_subnet = "10.1.0.0/29"
 name = "tun0"
 txqueuelen = 5000
 install_routes = false
+offload = false
 mtu = 576
 "#;
         let c = ok(text);
@@ -3545,8 +3559,8 @@ mtu = 576
         assert_eq!(i.netns, None);
         assert!(i.addresses.is_empty());
         assert_eq!(
-            (i.mtu, i.txqueuelen, i.install_routes),
-            (576, Some(5000), false)
+            (i.mtu, i.txqueuelen, i.install_routes, i.offload),
+            (576, Some(5000), false, false)
         );
         // The smallest gateway subnet: host 4 of a /29.
         assert_eq!(c.vnet.gateway_address_v4().to_string(), "10.1.0.4");
@@ -3616,6 +3630,9 @@ mtu = 576
         };
         assert_eq!(interface.txqueuelen, Some(1000));
         assert!(!interface.install_routes);
+        assert!(!interface.offload);
+        // Absent: offloads on.
+        assert!(c.vnet.interface.offload);
     }
 
     #[test]
@@ -3827,7 +3844,7 @@ gateway = [{ name = "g", type = "ExpressRoute", sku = "ErGw1AZ" }]
         expect(
             &text,
             "vnet.interface.mut",
-            "name, netns, addresses, mtu, txqueuelen, install_routes",
+            "name, netns, addresses, mtu, txqueuelen, install_routes, offload",
         );
     }
 
@@ -3852,6 +3869,14 @@ gateway = [{ name = "g", type = "ExpressRoute", sku = "ErGw1AZ" }]
             &edit("mtu = 1500", "install_routes = \"yes\""),
             "vnet.interface.install_routes",
             "expected a boolean",
+        );
+        expect(
+            &edit(
+                "netns = \"lab-onprem\"",
+                "netns = \"lab-onprem\"\noffload = \"off\"",
+            ),
+            "connection[0] (circuit-1).interface.offload",
+            "expected a boolean (true or false), found a string",
         );
         expect(
             &edit(

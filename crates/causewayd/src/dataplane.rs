@@ -258,12 +258,19 @@ impl Prepared {
     }
 }
 
+/// Opens the TUN of `iface`, always with the virtio header; with TCP offloads unless the
+/// interface says `offload = false` (then the kernel hands over only single, fully checksummed
+/// packets, and the header of every read says so).
 fn open_tun(iface: &InterfaceConfig) -> Result<Tun> {
     let cfg = TunConfig {
         name: &iface.name,
         netns: iface.netns.as_deref(),
         vnet_hdr: true,
-        offload: Offload::TCP,
+        offload: if iface.offload {
+            Offload::TCP
+        } else {
+            Offload::NONE
+        },
         queues: 1,
     };
     let mut tuns = Tun::create(&cfg).with_context(|| {
@@ -592,10 +599,24 @@ impl Dataplane {
                         ConnectionKind::ExpressRoute { interface: old }
                             if old.name == interface.name && old.netns == interface.netns =>
                         {
-                            s.circuit().cloned()
+                            Some((old.offload, s.circuit().cloned()))
                         }
                         _ => None,
                     });
+                    // The offloads are chosen when a TUN is opened: changing them needs a new
+                    // one, which cannot exist beside the old one of the same name.
+                    if let Some((old, _)) = reuse.as_ref().filter(|(o, _)| *o != interface.offload)
+                    {
+                        anyhow::bail!(
+                            "connection `{}`: interface `{}`: `offload` changes from {old} to {} \
+                             only with a new interface: remove the connection in one reload and \
+                             add it back in the next, or restart the daemon",
+                            c.name,
+                            interface.name,
+                            interface.offload
+                        );
+                    }
+                    let reuse = reuse.and_then(|(_, t)| t);
                     let tun = match reuse {
                         Some(t) => {
                             p.reconfigure.push(interface.clone());

@@ -5,6 +5,10 @@
 //! a daemon with its own control socket. Everything is removed when the test ends, pass or fail
 //! (the `Lab` guard), and namespaces left by a killed run (`cwt*` of a dead pid) are removed at
 //! start. A throughput test runs alone (it holds the machine lock exclusively). These tests need root.
+//!
+//! `CAUSEWAY_E2E_OFFLOAD=off` runs the whole suite with `offload = false` on every interface of
+//! every Causeway config the labs write (TUNs without TCP offloads); scripts/test.sh runs the
+//! suite once each way.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,6 +58,48 @@ fn cli_bin() -> PathBuf {
     p
 }
 
+/// Whether the labs' TUNs have TCP offloads: `CAUSEWAY_E2E_OFFLOAD` unset, empty or `on`: yes
+/// (the daemon's default); `off`: every Causeway interface gets `offload = false`.
+fn offload_on() -> bool {
+    match std::env::var("CAUSEWAY_E2E_OFFLOAD").as_deref() {
+        Err(_) | Ok("") | Ok("on") => true,
+        Ok("off") => false,
+        Ok(other) => panic!("CAUSEWAY_E2E_OFFLOAD must be `on` or `off`, not `{other}`"),
+    }
+}
+
+/// `config` as the suite runs it: with offloads off ([`offload_on`]), `offload = false` is added
+/// to every `[vnet.interface]` and `[connection.interface]` table that does not say it yet (so
+/// a config derived from a written one can go through again); otherwise unchanged.
+fn with_offload(config: &str) -> String {
+    if offload_on() {
+        return config.to_string();
+    }
+    let mut out = String::with_capacity(config.len() + 64);
+    let mut lines = config.split_inclusive('\n').peekable();
+    while let Some(line) = lines.next() {
+        out.push_str(line);
+        let header = line.trim();
+        if (header == "[vnet.interface]" || header == "[connection.interface]")
+            && !lines
+                .peek()
+                .is_some_and(|next| next.trim_start().starts_with("offload"))
+        {
+            if !line.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str("offload = false\n");
+        }
+    }
+    out
+}
+
+/// Writes a Causeway config for a daemon of the suite ([`with_offload`]).
+fn write_config(path: &Path, config: &str) {
+    std::fs::write(path, with_offload(config))
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
 fn require_root() {
     // SAFETY-free check: geteuid through the `id` command keeps this crate free of unsafe.
     let out = Command::new("id").arg("-u").output().expect("run id -u");
@@ -98,13 +144,26 @@ fn text(o: &Output) -> String {
 }
 
 /// iperf3 from a client in `client_ns` to a one-off server in `server_ns` listening on `dst`
-/// (or the reverse direction with `-R`); the receiver's Mbit/s.
+/// (or the reverse direction with `-R`); its JSON report.
 fn iperf3_json(
     client_ns: &str,
     server_ns: &str,
     dst: &str,
     secs: u32,
     reverse: bool,
+) -> serde_json::Value {
+    let extra: &[&str] = if reverse { &["-R"] } else { &[] };
+    iperf3_with(client_ns, server_ns, dst, secs, extra)
+}
+
+/// iperf3 from a client in `client_ns` to a one-off server in `server_ns` listening on `dst`,
+/// with `extra` client options (`-R`, `-u -b 50M`...); its JSON report.
+fn iperf3_with(
+    client_ns: &str,
+    server_ns: &str,
+    dst: &str,
+    secs: u32,
+    extra: &[&str],
 ) -> serde_json::Value {
     let port = 5300 + (NEXT.fetch_add(1, Ordering::SeqCst) % 500) as u16;
     let port_s = port.to_string();
@@ -137,9 +196,7 @@ fn iperf3_json(
         "--connect-timeout",
         "3000",
     ];
-    if reverse {
-        args.push("-R");
-    }
+    args.extend_from_slice(extra);
     let out = run(Command::new("ip").args(&args));
     let _ = server.kill();
     let _ = server.wait();
@@ -292,6 +349,8 @@ struct Lab {
     onprem: String,
     /// One on-premises namespace per circuit (the first is `onprem`).
     onprems: Vec<String>,
+    /// Host namespaces a test adds behind `vnet` or an on-premises namespace.
+    hosts: Vec<String>,
     dir: PathBuf,
     socket: PathBuf,
     config: PathBuf,
@@ -346,6 +405,7 @@ impl Lab {
             vnet: format!("{base}-vnet"),
             onprem: onprems[0].clone(),
             onprems,
+            hosts: Vec::new(),
             socket: dir.join("control.sock"),
             config: dir.join("causeway.toml"),
             dir,
@@ -395,7 +455,7 @@ mtu = {mtu}
             ));
         }
         cfg.push_str(spec.extra);
-        std::fs::write(&lab.config, cfg).unwrap();
+        write_config(&lab.config, &cfg);
         lab.start();
         lab
     }
@@ -456,7 +516,11 @@ mtu = {mtu}
 impl Drop for Lab {
     fn drop(&mut self) {
         self.stop();
-        remove_namespaces(std::iter::once(&self.vnet).chain(&self.onprems));
+        remove_namespaces(
+            std::iter::once(&self.vnet)
+                .chain(&self.onprems)
+                .chain(&self.hosts),
+        );
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -500,7 +564,10 @@ fn ping_both_ways_ipv4_and_ipv6_and_the_gateway_address() {
     assert_eq!(g.connections[0].egress.packets, g.egress.packets);
     let st = lab.status();
     assert_eq!(st.gateways[0].connections[0].state, "Connected");
-    assert!(st.vnet.interface.up && st.vnet.interface.offload);
+    assert!(st.vnet.interface.up);
+    // `offload` in status is the virtio-net header, which the daemon always uses (CLI.md); with
+    // `offload = false` only the TCP offloads are off.
+    assert!(st.vnet.interface.offload || !offload_on());
 }
 
 /// Pings with `args` from the VNet host (or the on-premises host) and expects an ICMP error
@@ -656,10 +723,34 @@ fn spoofed_sources_and_transit_are_dropped_and_counted() {
     assert_eq!(lab.stats().gateways[0].egress.packets, 0);
 }
 
+/// Without TUN offloads the daemon moves one 1500-byte packet per TUN read and per write, and
+/// the receiving stack runs in the writer's context: on this 2-core machine one stream tops out
+/// at about 1.8 Gbit/s (measured 1.76-1.85 Gbit/s, 1.47-1.93 per second), at or under the 90%
+/// floor of a 2 Gbit/s band.
+const NO_OFFLOAD_MBPS: f64 = 1750.0;
+
+/// The least a throughput test accepts where it expects `floor` Mbit/s of a gateway shaped to
+/// `rate` Mbit/s: `floor` itself, unless offloads are off and 90% of `rate` is above
+/// [`NO_OFFLOAD_MBPS`] (the CPU, not the shaper, sets the rate then): `relaxed` instead (still
+/// above the next SKU down), with the reason on stderr.
+fn cpu_floor(floor: f64, relaxed: f64, rate: f64, what: &str) -> f64 {
+    if offload_on() || 0.90 * rate <= NO_OFFLOAD_MBPS {
+        return floor;
+    }
+    eprintln!(
+        "{what}: offloads off: expecting at least {relaxed:.0} Mbit/s, not {floor:.0}: without \
+         TUN offloads this machine forwards about {NO_OFFLOAD_MBPS:.0} Mbit/s, so the CPU and \
+         not the shaper sets the rate; the upper bound is checked as usual"
+    );
+    relaxed
+}
+
 fn assert_band(mbps: f64, rate: f64, what: &str) {
+    let floor = cpu_floor(0.90 * rate, 0.70 * rate, rate, what);
     assert!(
-        mbps >= 0.90 * rate && mbps <= 1.01 * rate,
-        "{what}: {mbps:.0} Mbit/s is outside 90-101% of {rate:.0}"
+        mbps >= floor && mbps <= 1.01 * rate,
+        "{what}: {mbps:.0} Mbit/s is outside {:.0}-101% of {rate:.0}",
+        100.0 * floor / rate
     );
 }
 
@@ -676,7 +767,14 @@ fn iperf3_through_standard_is_held_to_1_gbit() {
     let v6 = lab.iperf(4, false, true);
     assert_band(v6, 1000.0, "Standard, IPv6");
     let s = lab.stats();
-    assert!(s.gateways[0].egress.super_packets > 0, "TUN offload in use");
+    if offload_on() {
+        assert!(s.gateways[0].egress.super_packets > 0, "TUN offload in use");
+    } else {
+        assert_eq!(
+            s.gateways[0].egress.super_packets, 0,
+            "offload = false: the kernel hands over no super-packet"
+        );
+    }
 }
 
 #[test]
@@ -811,7 +909,7 @@ fn the_control_api_over_tcp_requires_the_bearer_token() {
         ),
         1,
     );
-    std::fs::write(&lab.config, cfg).unwrap();
+    write_config(&lab.config, &cfg);
     lab.start();
     let curl = |path: &str, extra: &[&str]| -> (u16, String) {
         let o = run(Command::new("curl")
@@ -1043,7 +1141,7 @@ addresses = ["10.5.0.10/16"]
     std::thread::sleep(Duration::from_millis(500));
 
     // Added with `causeway reload`: comes up, is routed from the VNet side.
-    std::fs::write(&lab.config, &with_second).unwrap();
+    write_config(&lab.config, &with_second);
     let o = cli_reload(&lab.socket);
     let t = text(&o);
     assert!(o.status.success(), "{t}\n{}", lab.log());
@@ -1068,14 +1166,13 @@ addresses = ["10.5.0.10/16"]
     assert_eq!(st.gateways[0].connections[1].state, "Connected");
 
     // An invalid file is refused whole, naming the file and the field; nothing changes.
-    std::fs::write(
+    write_config(
         &lab.config,
-        with_second.replace(
+        &with_second.replace(
             "prefixes = [\"10.5.0.0/16\"]",
             "prefixes = [\"10.5.0.0/33\"]",
         ),
-    )
-    .unwrap();
+    );
     let o = cli_reload(&lab.socket);
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
@@ -1084,18 +1181,17 @@ addresses = ["10.5.0.10/16"]
         "{t}"
     );
     // So is a change that needs a restart.
-    std::fs::write(
+    write_config(
         &lab.config,
-        with_second.replace("name = \"vnet1\"", "name = \"vnet2\""),
-    )
-    .unwrap();
+        &with_second.replace("name = \"vnet1\"", "name = \"vnet2\""),
+    );
     let o = cli_reload(&lab.socket);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("[vnet] changed"), "{}", text(&o));
     assert_eq!(lab.status().gateways[0].connections.len(), 2);
 
     // Removed with SIGHUP: its interface and its route on the VNet side go.
-    std::fs::write(&lab.config, &original).unwrap();
+    write_config(&lab.config, &original);
     let pid = lab.daemon().child.as_ref().unwrap().id();
     run(Command::new("kill").args(["-HUP", &pid.to_string()]));
     eventually(5, "circuit-9 removed", || {
@@ -1170,6 +1266,8 @@ struct VpnLab {
     gwb: String,
     onprem: String,
     er: Option<String>,
+    /// Host namespaces a test adds behind `vnet` or `onprem`.
+    hosts: Vec<String>,
     dir: PathBuf,
     a: Option<Daemon>,
     b: Option<Daemon>,
@@ -1264,6 +1362,7 @@ impl VpnLab {
             gwb: format!("{base}-gwb"),
             onprem: format!("{base}-onprem"),
             er: spec.circuit.then(|| format!("{base}-er")),
+            hosts: Vec::new(),
             config_a: dir.join("a.toml"),
             dir,
             a: None,
@@ -1327,8 +1426,8 @@ impl VpnLab {
             "",
         );
         let (ca, cb) = (lab.dir.join("a.toml"), lab.dir.join("b.toml"));
-        std::fs::write(&ca, a).unwrap();
-        std::fs::write(&cb, b).unwrap();
+        write_config(&ca, &a);
+        write_config(&cb, &b);
         lab.a = Some(Daemon::start(
             &ca,
             &sa,
@@ -1347,6 +1446,7 @@ impl VpnLab {
     fn namespaces(&self) -> Vec<&String> {
         let mut v = vec![&self.vnet, &self.gwa, &self.gwb, &self.onprem];
         v.extend(self.er.iter());
+        v.extend(self.hosts.iter());
         v
     }
 
@@ -1384,11 +1484,17 @@ struct Datagram {
     payload: Vec<u8>,
 }
 
-/// Reads a classic pcap file of an Ethernet capture: every IPv4 packet as (protocol, datagram
-/// when UDP).
-fn read_pcap(path: &Path) -> Vec<(u8, Option<Datagram>)> {
-    let data = std::fs::read(path).expect("pcap file");
-    assert!(data.len() >= 24, "pcap too short");
+/// One frame of a pcap capture: its captured bytes and its length on the wire.
+struct Frame {
+    data: Vec<u8>,
+    orig_len: usize,
+}
+
+/// Reads a classic pcap file (little-endian, as tcpdump writes it here) of an Ethernet capture:
+/// every frame.
+fn pcap_frames(path: &Path) -> Vec<Frame> {
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("pcap file {}: {e}", path.display()));
+    assert!(data.len() >= 24, "pcap too short: {}", path.display());
     assert_eq!(
         u32::from_le_bytes(data[20..24].try_into().unwrap()),
         1,
@@ -1398,8 +1504,23 @@ fn read_pcap(path: &Path) -> Vec<(u8, Option<Datagram>)> {
     let mut i = 24;
     while i + 16 <= data.len() {
         let incl = u32::from_le_bytes(data[i + 8..i + 12].try_into().unwrap()) as usize;
+        let orig_len = u32::from_le_bytes(data[i + 12..i + 16].try_into().unwrap()) as usize;
         let frame = &data[i + 16..(i + 16 + incl).min(data.len())];
         i += 16 + incl;
+        out.push(Frame {
+            data: frame.to_vec(),
+            orig_len,
+        });
+    }
+    out
+}
+
+/// Reads a classic pcap file of an Ethernet capture: every IPv4 packet as (protocol, datagram
+/// when UDP).
+fn read_pcap(path: &Path) -> Vec<(u8, Option<Datagram>)> {
+    let mut out = Vec::new();
+    for f in pcap_frames(path) {
+        let frame = &f.data[..];
         if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
             continue;
         }
@@ -1418,32 +1539,33 @@ fn read_pcap(path: &Path) -> Vec<(u8, Option<Datagram>)> {
     out
 }
 
-/// tcpdump on the underlay interface of daemon A; stopped by `finish`.
+/// tcpdump of the IPv4 packets on one interface; stopped by `finish` (or `finish_file`).
 struct Capture {
     child: Child,
     file: PathBuf,
 }
 
 impl Capture {
+    /// On the underlay interface of daemon A.
     fn start(lab: &VpnLab) -> Capture {
-        let file = lab.dir.join("underlay.pcap");
-        let log_path = lab.dir.join("tcpdump.log");
-        let log = std::fs::File::create(&log_path).unwrap();
+        Capture::spawn(
+            &lab.gwa,
+            "ula",
+            lab.dir.join("underlay.pcap"),
+            &lab.dir.join("tcpdump.log"),
+            &["-s", "2000"],
+        )
+    }
+
+    /// tcpdump in namespace `ns` on `iface`, writing to `file` (its messages to `log_path`),
+    /// with the extra options `opts`; bounded to 60 s. Returns once tcpdump listens.
+    fn spawn(ns: &str, iface: &str, file: PathBuf, log_path: &Path, opts: &[&str]) -> Capture {
+        let log = std::fs::File::create(log_path).unwrap();
         let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.gwa,
-                "tcpdump",
-                "--immediate-mode",
-                "-i",
-                "ula",
-                "-U",
-                "-n",
-                "-s",
-                "2000",
-                "-w",
-            ])
+            .args(["netns", "exec", ns, "timeout", "60", "tcpdump"])
+            .args(["--immediate-mode", "-i", iface, "-U", "-n"])
+            .args(opts)
+            .arg("-w")
             .arg(&file)
             .arg("ip")
             .stdout(Stdio::null())
@@ -1453,7 +1575,7 @@ impl Capture {
         // Wait until tcpdump says it listens, so that no packet is missed.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let said = std::fs::read_to_string(log_path).unwrap_or_default();
             if said.contains("listening on") {
                 break;
             }
@@ -1463,20 +1585,37 @@ impl Capture {
         Capture { child, file }
     }
 
-    fn finish(mut self) -> Vec<(u8, Option<Datagram>)> {
+    /// Stops tcpdump (if a packet count did not already) and returns the file it wrote.
+    fn finish_file(mut self) -> PathBuf {
         std::thread::sleep(Duration::from_millis(500));
+        // SIGINT to `timeout`, which passes it on to tcpdump: it flushes and exits.
         let _ = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
-        read_pcap(&self.file)
+        self.file.clone()
+    }
+
+    fn finish(self) -> Vec<(u8, Option<Datagram>)> {
+        read_pcap(&self.finish_file())
     }
 }
 
 impl Drop for Capture {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Still running (a test failed before `finish`): SIGTERM to `timeout` ends tcpdump too;
+        // SIGKILL would leave tcpdump to the namespace's removal.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -1949,7 +2088,7 @@ impl IkeLab {
             spec.a_initiates,
             spec.a_extra,
         );
-        std::fs::write(&lab.config_a, a).unwrap();
+        write_config(&lab.config_a, &a);
         match spec.far {
             Far::StrongSwan => {
                 run(Command::new("ip").args([
@@ -2001,7 +2140,7 @@ impl IkeLab {
                 )
                 .replace(PSK, spec.far_psk);
                 let cb = lab.dir.join("b.toml");
-                std::fs::write(&cb, b).unwrap();
+                write_config(&cb, &b);
                 lab.b = Some(Daemon::start(
                     &cb,
                     &sb,
@@ -2178,7 +2317,7 @@ fn reload_removing_an_ike_tunnel_deletes_it_at_strongswan_and_adding_it_back_rec
     let original = std::fs::read_to_string(&lab.config_a).unwrap();
     // Everything from the connection on goes: the Vpn gateway stays, without tunnels.
     let cut = original.find("[[connection]]").unwrap();
-    std::fs::write(&lab.config_a, &original[..cut]).unwrap();
+    write_config(&lab.config_a, &original[..cut]);
     let socket = lab.dir.join("a.sock");
     let o = cli_reload(&socket);
     assert!(o.status.success(), "{}\n{}", text(&o), lab.logs());
@@ -2192,7 +2331,7 @@ fn reload_removing_an_ike_tunnel_deletes_it_at_strongswan_and_adding_it_back_rec
     let t = lab.ping(1);
     assert!(t.contains("Network is unreachable"), "{t}");
     // Back in the file: the tunnel is negotiated again and carries traffic.
-    std::fs::write(&lab.config_a, &original).unwrap();
+    write_config(&lab.config_a, &original);
     let o = cli_reload(&socket);
     assert!(o.status.success(), "{}\n{}", text(&o), lab.logs());
     lab.wait_connected(15);
@@ -2421,8 +2560,10 @@ fn resize_standard_to_high_performance_under_load_and_refused_resizes() {
     for r in &rates[..3] {
         assert!((850.0..=1010.0).contains(r), "before the resize: {rates:?}");
     }
+    // Offloads off: above Standard's 1010 at least, so the resize took effect.
+    let after = cpu_floor(1700.0, 1200.0, 2000.0, "after the resize");
     for r in &rates[5..] {
-        assert!((1700.0..=2020.0).contains(r), "after the resize: {rates:?}");
+        assert!((after..=2020.0).contains(r), "after the resize: {rates:?}");
     }
     assert!(rates.iter().all(|r| *r > 500.0), "a stall: {rates:?}");
     // Refused resizes, with the reason.
@@ -2764,4 +2905,428 @@ fn capture_writes_egress_packets_of_a_circuit_to_a_pcap_file() {
         "{}",
         text(&o)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Correctness under offload, seen from the far side: a host behind each end of a circuit or a
+// tunnel, so that what a gateway writes to its TUN is forwarded by the kernel of the namespace
+// behind it onto a veth without offloads (segmented and checksummed in software, as on a wire)
+// and captured on the host behind that, where the test checks every segment itself.
+//
+//   <base>-vfar (10.1.200.1) --veth-- <base>-vnet [TUN of A] ==circuit or tunnel== [TUN]
+//   <base>-onprem --veth-- <base>-far (10.X.200.1: 10.2 behind a circuit, 10.3 behind a tunnel)
+
+/// Creates host namespace `host` behind `router` (an existing namespace, which starts to
+/// forward): a veth pair `cwr0` (in `router`, `net`.2/24) - `cwh0` (in `host`, `net`.1/24), and
+/// the host's default route through it. The router's end gets no TSO, GSO or checksum offload,
+/// so the kernel segments and checksums in software whatever it forwards to the host (a capture
+/// there sees packets as a wire would carry them); the host's end no GRO, so a capture sees
+/// every segment on its own.
+fn add_host_behind(router: &str, host: &str, net: &str) {
+    add_namespaces([&host.to_string()]);
+    let o = run(Command::new("ip").args([
+        "-n", router, "link", "add", "cwr0", "type", "veth", "peer", "name", "cwh0", "netns", host,
+    ]));
+    assert!(o.status.success(), "veth: {}", text(&o));
+    let (router_addr, host_addr) = (format!("{net}.2"), format!("{net}.1"));
+    for (ns, dev, addr) in [(router, "cwr0", &router_addr), (host, "cwh0", &host_addr)] {
+        for args in [
+            vec!["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev],
+            vec!["-n", ns, "link", "set", dev, "up"],
+        ] {
+            let o = run(Command::new("ip").args(&args));
+            assert!(o.status.success(), "ip {args:?}: {}", text(&o));
+        }
+    }
+    for (ns, args) in [
+        (
+            host,
+            &["ip", "route", "add", "default", "via", &router_addr][..],
+        ),
+        (router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"][..]),
+        (
+            router,
+            &[
+                "ethtool", "-K", "cwr0", "tso", "off", "gso", "off", "tx", "off",
+            ][..],
+        ),
+        (host, &["ethtool", "-K", "cwh0", "gro", "off"][..]),
+    ] {
+        let o = run(Command::new("ip").args(["netns", "exec", ns]).args(args));
+        assert!(
+            o.status.success(),
+            "{args:?} in {ns} (scripts/deps.sh installs ethtool): {}",
+            text(&o)
+        );
+    }
+}
+
+/// The ones' complement sum of `data` (16-bit big-endian words, an odd byte padded) added to
+/// `sum`, not folded.
+fn ones_sum(mut sum: u64, data: &[u8]) -> u64 {
+    let mut words = data.chunks_exact(2);
+    for w in &mut words {
+        sum += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [b] = words.remainder() {
+        sum += u64::from(*b) << 8;
+    }
+    sum
+}
+
+fn fold(mut sum: u64) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// What [`check_segments`] found in one capture.
+#[derive(Debug, Default)]
+struct SegmentCheck {
+    /// IPv4 packets checked.
+    ipv4: usize,
+    /// TCP segments from `from`, and those of them that carry data.
+    tcp: usize,
+    tcp_data: usize,
+    /// UDP datagrams from `from`.
+    udp: usize,
+    /// The largest TCP payload and IPv4 total length from `from`.
+    max_tcp_payload: usize,
+    max_ip_len: usize,
+    /// UDP datagrams whose checksum field is 0 ("no checksum", RFC 768) while their content sums
+    /// to a checksum of 0xffff: a sender that completed the checksum without mapping a computed
+    /// 0 to 0xffff (the kernel does). Legal on IPv4, so only counted.
+    udp_zero_for_ffff: usize,
+    /// Every problem found.
+    bad: Vec<String>,
+}
+
+/// Checks every IPv4 frame of a capture: captured whole, a valid IPv4 header checksum and total
+/// length, no fragment, a valid TCP or UDP checksum (pseudo-header included); and for what comes
+/// from `from` (the far sender), TCP payloads of at most `mss` and packets of at most `mtu`.
+fn check_segments(frames: &[Frame], from: [u8; 4], mtu: usize, mss: usize) -> SegmentCheck {
+    let mut c = SegmentCheck::default();
+    for (n, f) in frames.iter().enumerate() {
+        let mut bad = |what: String| {
+            if c.bad.len() < 20 {
+                c.bad.push(format!("frame {n}: {what}"));
+            } else if c.bad.len() == 20 {
+                c.bad.push("(more not shown)".into());
+            }
+        };
+        let frame = &f.data[..];
+        if frame.len() < 14 || frame[12..14] != [0x08, 0x00] {
+            continue;
+        }
+        if frame.len() != f.orig_len {
+            bad(format!("captured {} of {} bytes", frame.len(), f.orig_len));
+            continue;
+        }
+        c.ipv4 += 1;
+        let ip = &frame[14..];
+        let ihl = usize::from(ip.first().map_or(0, |b| b & 0xf)) * 4;
+        if ip.len() < 20 || ip[0] >> 4 != 4 || ihl < 20 || ip.len() < ihl {
+            bad(format!(
+                "malformed IPv4 header: {:02x?}",
+                &ip[..ip.len().min(20)]
+            ));
+            continue;
+        }
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        // Ethernet pads short frames: the packet is the first `total` bytes.
+        if total < ihl || total > ip.len() || (ip.len() > 46 && total != ip.len()) {
+            bad(format!("IPv4 total length {total} for {} bytes", ip.len()));
+            continue;
+        }
+        let ip = &ip[..total];
+        let (src, dst): ([u8; 4], [u8; 4]) = (
+            ip[12..16].try_into().unwrap(),
+            ip[16..20].try_into().unwrap(),
+        );
+        let who = format!(
+            "{}.{}.{}.{} > {}.{}.{}.{}",
+            src[0], src[1], src[2], src[3], dst[0], dst[1], dst[2], dst[3]
+        );
+        if fold(ones_sum(0, &ip[..ihl])) != 0xffff {
+            bad(format!(
+                "{who}: bad IPv4 header checksum {:02x?}",
+                &ip[10..12]
+            ));
+        }
+        let frag = u16::from_be_bytes([ip[6], ip[7]]);
+        if frag & 0x3fff != 0 {
+            bad(format!("{who}: a fragment (flags/offset {frag:#06x})"));
+            continue;
+        }
+        let proto = ip[9];
+        let l4 = &ip[ihl..];
+        if proto != 6 && proto != 17 {
+            continue;
+        }
+        let pseudo = ones_sum(0, &ip[12..20]) + u64::from(proto) + l4.len() as u64;
+        let valid = fold(ones_sum(pseudo, l4)) == 0xffff;
+        let ours = src == from;
+        if ours {
+            c.max_ip_len = c.max_ip_len.max(total);
+            if total > mtu {
+                bad(format!(
+                    "{who}: a {total}-byte packet over the path MTU {mtu}"
+                ));
+            }
+        }
+        if proto == 6 {
+            if l4.len() < 20 || l4.len() < usize::from(l4[12] >> 4) * 4 {
+                bad(format!("{who}: truncated TCP header"));
+                continue;
+            }
+            if !valid {
+                bad(format!("{who}: bad TCP checksum {:02x?}", &l4[16..18]));
+            }
+            if ours {
+                let payload = l4.len() - usize::from(l4[12] >> 4) * 4;
+                c.tcp += 1;
+                c.tcp_data += usize::from(payload > 0);
+                c.max_tcp_payload = c.max_tcp_payload.max(payload);
+                if payload > mss {
+                    bad(format!(
+                        "{who}: {payload} bytes of TCP payload, over the MSS {mss}"
+                    ));
+                }
+            }
+        } else {
+            if l4.len() < 8 || usize::from(u16::from_be_bytes([l4[4], l4[5]])) != l4.len() {
+                bad(format!("{who}: UDP length does not match the IPv4 packet"));
+                continue;
+            }
+            if l4[6..8] == [0, 0] {
+                // No checksum: fine only if the content sums to what would have been 0xffff.
+                if fold(ones_sum(pseudo, l4)) == 0xffff {
+                    c.udp_zero_for_ffff += 1;
+                } else {
+                    bad(format!("{who}: UDP without a checksum"));
+                }
+            } else if !valid {
+                bad(format!("{who}: bad UDP checksum {:02x?}", &l4[6..8]));
+            }
+            c.udp += usize::from(ours);
+        }
+    }
+    c
+}
+
+/// Between `west` (a host behind the VNet side, `west_addr`) and `east` (a host behind the far
+/// gateway, `east_addr`), each way: UDP (1 s at 50 Mbit/s) then TCP (2 s, as fast as it goes),
+/// captured on the receiving host and on the sending one (its ACKs), every captured segment
+/// checked ([`check_segments`]). Fails naming every problem; prints what it saw.
+#[allow(clippy::too_many_arguments)]
+fn check_far_side(
+    dir: &Path,
+    west: &str,
+    west_addr: [u8; 4],
+    east: &str,
+    east_addr: [u8; 4],
+    mtu: usize,
+    mss: usize,
+    logs: &dyn Fn() -> String,
+) {
+    let dotted = |a: [u8; 4]| format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3]);
+    for (phase, (sender, s_addr, receiver, r_addr)) in [
+        (west, west_addr, east, east_addr),
+        (east, east_addr, west, west_addr),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Full snaplen, inbound only (what the host sends itself may carry a partial checksum),
+        // bounded in packets (about 45 MB) and, by `Capture::spawn`, in time.
+        let opts = ["-Q", "in", "-s", "0", "-c", "30000", "-B", "16384"];
+        let cap = |ns: &str, what: &str| {
+            Capture::spawn(
+                ns,
+                "cwh0",
+                dir.join(format!("far-{phase}-{what}.pcap")),
+                &dir.join(format!("far-{phase}-{what}.log")),
+                &opts,
+            )
+        };
+        let at_receiver = cap(receiver, "data");
+        let at_sender = cap(sender, "acks");
+        let dst = dotted(r_addr);
+        let udp = iperf3_with(
+            sender,
+            receiver,
+            &dst,
+            1,
+            &["-u", "-b", "50M", "-l", "1200"],
+        );
+        assert!(udp.get("error").is_none(), "iperf3 UDP: {udp}\n{}", logs());
+        let tcp = iperf3_with(sender, receiver, &dst, 2, &[]);
+        assert!(tcp.get("error").is_none(), "iperf3 TCP: {tcp}\n{}", logs());
+        let mbps = tcp["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap_or(0.0)
+            / 1e6;
+        let data = check_segments(&pcap_frames(&at_receiver.finish_file()), s_addr, mtu, mss);
+        let acks = check_segments(&pcap_frames(&at_sender.finish_file()), r_addr, mtu, mss);
+        eprintln!(
+            "{} -> {} ({}): TCP {mbps:.0} Mbit/s; at the receiver {data:?}; at the sender {acks:?}",
+            dotted(s_addr),
+            dst,
+            if offload_on() {
+                "offload on"
+            } else {
+                "offload off"
+            },
+        );
+        for (what, c) in [("receiver", &data), ("sender", &acks)] {
+            assert!(
+                c.bad.is_empty(),
+                "{} -> {dst}, captured at the {what}: {}\n{}",
+                dotted(s_addr),
+                c.bad.join("\n"),
+                logs()
+            );
+        }
+        assert!(
+            data.tcp_data >= 1000,
+            "{} -> {dst}: only {} TCP data segments reached the receiver ({data:?})\n{}",
+            dotted(s_addr),
+            data.tcp_data,
+            logs()
+        );
+        assert!(
+            data.udp >= 500,
+            "{} -> {dst}: only {} UDP datagrams reached the receiver ({data:?})",
+            dotted(s_addr),
+            data.udp
+        );
+        assert!(
+            acks.tcp >= 100,
+            "{dst} -> {}: only {} TCP segments (ACKs) came back ({acks:?})",
+            dotted(s_addr),
+            acks.tcp
+        );
+    }
+}
+
+#[test]
+fn far_side_capture_behind_a_tunnel_has_valid_checksums_and_mss_sized_segments() {
+    let mut lab = VpnLab::new(VpnSpec {
+        exclusive: true,
+        ..VpnSpec::default()
+    });
+    let base = lab.vnet.trim_end_matches("-vnet").to_string();
+    let (vfar, far) = (format!("{base}-vfar"), format!("{base}-far"));
+    // Recorded before they exist: removed with the lab even if their setup fails.
+    lab.hosts = vec![vfar.clone(), far.clone()];
+    add_host_behind(&lab.vnet, &vfar, "10.1.200");
+    add_host_behind(&lab.onprem, &far, "10.3.200");
+    // The tunnel's MTU is 1400 and the gateways clamp the MSS of SYNs to 1350 (mtu - 50).
+    check_far_side(
+        &lab.dir,
+        &vfar,
+        [10, 1, 200, 1],
+        &far,
+        [10, 3, 200, 1],
+        1400,
+        1350,
+        &|| format!("A:\n{}\nB:\n{}", lab.a().log(), lab.b().log()),
+    );
+    // Neither gateway saw a bad IPv4 header checksum either; each sealed what it read from its
+    // VNet TUN, super-packets included when offloads are on.
+    for d in [lab.a(), lab.b()] {
+        let s = d.stats();
+        assert_eq!(s.gateways[0].egress.drops["malformed_checksum"], 0);
+        assert_eq!(s.gateways[0].ingress.drops["malformed_checksum"], 0);
+        assert_offload_use(&s.gateways[0].egress, "a VNet TUN");
+    }
+}
+
+/// With offloads on, some TUN reads of `d` were super-packets; with them off, none.
+fn assert_offload_use(d: &causeway_api::DirStats, what: &str) {
+    if offload_on() {
+        assert!(
+            d.super_packets > 0,
+            "no super-packet read from {what}: {d:?}"
+        );
+    } else {
+        assert_eq!(
+            d.super_packets, 0,
+            "offload = false, yet super-packets from {what}"
+        );
+    }
+}
+
+#[test]
+fn the_segment_checker_finds_what_it_is_meant_to() {
+    // Ethernet + IPv4 + TCP with 8 bytes of data, 10.1.200.1 -> 10.3.200.1.
+    let mut f = vec![0u8; 12];
+    f.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = vec![
+        0x45, 0, 0, 48, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 1, 200, 1, 10, 3, 200, 1,
+    ];
+    let c = !fold(ones_sum(0, &ip));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut tcp = vec![0u8; 20];
+    tcp[12] = 5 << 4;
+    tcp.extend_from_slice(b"payload!");
+    let pseudo = ones_sum(0, &ip[12..20]) + 6 + tcp.len() as u64;
+    let c = !fold(ones_sum(pseudo, &tcp));
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&tcp);
+    let frame = |data: Vec<u8>| Frame {
+        orig_len: data.len(),
+        data,
+    };
+    let from = [10, 1, 200, 1];
+    let good = check_segments(&[frame(f.clone())], from, 1500, 1460);
+    assert!(good.bad.is_empty(), "{good:?}");
+    assert_eq!((good.tcp, good.tcp_data, good.max_tcp_payload), (1, 1, 8));
+    // One payload bit, the IPv4 header, an MSS too small, a truncated capture.
+    let mut payload = f.clone();
+    *payload.last_mut().unwrap() ^= 1;
+    let mut header = f.clone();
+    header[14 + 8] -= 1;
+    let mut short = frame(f.clone());
+    short.data.pop();
+    for (frames, mss, what) in [
+        (vec![frame(payload)], 1460, "bad TCP checksum"),
+        (vec![frame(header)], 1460, "bad IPv4 header checksum"),
+        (vec![frame(f.clone())], 4, "over the MSS 4"),
+        (vec![short], 1460, "captured 61 of 62 bytes"),
+    ] {
+        let c = check_segments(&frames, from, 1500, mss);
+        assert!(c.bad.len() == 1 && c.bad[0].contains(what), "{what}: {c:?}");
+    }
+}
+
+#[test]
+fn far_side_capture_behind_a_circuit_has_valid_checksums_and_mtu_sized_segments() {
+    let mut lab = Lab::new(LabSpec {
+        exclusive: true,
+        ..LabSpec::default()
+    });
+    let base = lab.vnet.trim_end_matches("-vnet").to_string();
+    let (vfar, far) = (format!("{base}-vfar"), format!("{base}-far"));
+    lab.hosts = vec![vfar.clone(), far.clone()];
+    add_host_behind(&lab.vnet, &vfar, "10.1.200");
+    add_host_behind(&lab.onprem, &far, "10.2.200");
+    // The circuit's MTU is 1500: TCP segments of at most 1460 bytes.
+    check_far_side(
+        &lab.dir,
+        &vfar,
+        [10, 1, 200, 1],
+        &far,
+        [10, 2, 200, 1],
+        1500,
+        1460,
+        &|| lab.log(),
+    );
+    let s = lab.stats();
+    assert_eq!(s.gateways[0].egress.drops["malformed_checksum"], 0);
+    assert_eq!(s.gateways[0].ingress.drops["malformed_checksum"], 0);
+    assert_offload_use(&s.gateways[0].egress, "the VNet TUN");
+    assert_offload_use(&s.gateways[0].ingress, "the circuit TUN");
 }

@@ -80,13 +80,49 @@ pub fn complete_csum(h: &VirtioHdr, pkt: &mut [u8]) -> bool {
         return false;
     }
     let c = crate::checksum::of(&pkt[start..]);
+    // UDP (its checksum is 6 bytes into the header) sends a computed 0 as 0xffff: 0 means "no
+    // checksum" (RFC 768), which IPv6 receivers drop (RFC 8200 8.1).
+    let c = if h.csum_offset == UDP_CSUM_OFFSET && c == 0 {
+        0xffff
+    } else {
+        c
+    };
     pkt[field..field + 2].copy_from_slice(&c.to_be_bytes());
     true
 }
 
+/// Where the checksum is in a UDP header (`csum_offset` of a UDP packet).
+pub const UDP_CSUM_OFFSET: u16 = 6;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_udp_checksum_that_computes_to_zero_is_sent_as_ffff() {
+        // An 8-byte UDP header whose one's-complement sum is 0xffff (so the checksum is 0):
+        // ports 0xffff and 0, length 0, checksum field 0 (the "pseudo-header sum" left there
+        // by the sender is 0 here).
+        let mut pkt = [0xff, 0xff, 0, 0, 0, 0, 0, 0];
+        let h = VirtioHdr {
+            flags: F_NEEDS_CSUM,
+            csum_start: 0,
+            csum_offset: UDP_CSUM_OFFSET,
+            ..VirtioHdr::default()
+        };
+        assert!(complete_csum(&h, &mut pkt));
+        assert_eq!(&pkt[6..8], &[0xff, 0xff]);
+        // TCP keeps a computed 0 as 0.
+        let mut tcp = [0u8; 20];
+        tcp[0] = 0xff;
+        tcp[1] = 0xff;
+        let h = VirtioHdr {
+            csum_offset: 16,
+            ..h
+        };
+        assert!(complete_csum(&h, &mut tcp));
+        assert_eq!(&tcp[16..18], &[0, 0]);
+    }
 
     #[test]
     fn roundtrip() {

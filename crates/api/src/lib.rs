@@ -151,11 +151,18 @@ pub struct GatewayStatus {
     #[serde(rename = "type")]
     pub gateway_type: String,
     pub sku: String,
-    /// The shaper's current limits, per direction.
+    /// The SKU's limits, per direction (what the shapers enforce unless `shaping` is false).
     pub bits_per_sec: u64,
     pub packets_per_sec: Option<u64>,
     pub max_connections: u32,
+    /// False when the config turned the SKU's rates off (`shaping = false`, measurements only).
+    #[serde(default = "yes")]
+    pub shaping: bool,
     pub connections: Vec<ConnectionStatus>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -408,8 +408,16 @@ fn status_table(s: &Status) -> String {
             g.name.clone(),
             g.gateway_type.clone(),
             g.sku.clone(),
-            rate(g.bits_per_sec),
-            g.packets_per_sec.map_or("-".into(), |p| p.to_string()),
+            if g.shaping {
+                rate(g.bits_per_sec)
+            } else {
+                "unshaped".into()
+            },
+            if g.shaping {
+                g.packets_per_sec.map_or("-".into(), |p| p.to_string())
+            } else {
+                "unshaped".into()
+            },
             format!("{}/{}", g.connections.len(), g.max_connections),
         ]);
     }

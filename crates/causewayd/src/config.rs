@@ -43,6 +43,7 @@
 //! name = "vpn-gw"
 //! type = "Vpn"
 //! sku = "VpnGw1"                             # Basic, Standard, HighPerformance, VpnGw1..5[AZ]
+//! # shaping = true                           # false: capacity measurements only (no SKU rates)
 //!
 //! [[connection]]
 //! name = "circuit-1"
@@ -297,6 +298,10 @@ pub struct GatewayConfig {
     pub gateway_type: GatewayType,
     /// The SKU, which sets the gateway's limits (`Sku::limits`).
     pub sku: Sku,
+    /// Whether the SKU's rates are enforced (bits/s, packets/s, the per-tunnel cap). Default
+    /// true; false is for measuring what the machine can forward (the connection count still
+    /// follows the SKU).
+    pub shaping: bool,
 }
 
 /// A connection of a gateway (`[[connection]]`).
@@ -1411,7 +1416,7 @@ const INTERFACE_KEYS: &[&str] = &[
 ];
 const CONTROL_KEYS: &[&str] = &["socket", "state_dir", "listen", "token_file"];
 const METRICS_KEYS: &[&str] = &["listen"];
-const GATEWAY_KEYS: &[&str] = &["name", "type", "sku", "scale_units"];
+const GATEWAY_KEYS: &[&str] = &["name", "type", "sku", "scale_units", "shaping"];
 const ER_CONNECTION_KEYS: &[&str] = &[
     "name",
     "gateway",
@@ -1989,6 +1994,7 @@ struct GatewayDraft<'n> {
     name: Option<String>,
     gateway_type: Option<At<'n, GatewayType>>,
     sku: Option<At<'n, Sku>>,
+    shaping: bool,
 }
 
 fn read_gateways<'n>(cx: &mut Cx<'_>, root: &Table<'n>) -> Vec<GatewayDraft<'n>> {
@@ -2101,11 +2107,13 @@ fn read_gateways<'n>(cx: &mut Cx<'_>, root: &Table<'n>) -> Vec<GatewayDraft<'n>>
             }
             _ => None,
         };
+        let shaping = t.optional_bool(cx, "shaping").unwrap_or(true);
         out.push(GatewayDraft {
             label,
             name,
             gateway_type,
             sku,
+            shaping,
         });
     }
 
@@ -3273,6 +3281,7 @@ fn validate(cx: &mut Cx<'_>, root_node: &Node) -> Option<Config> {
                 name: g.name.clone()?,
                 gateway_type: g.gateway_type.as_ref()?.value,
                 sku: g.sku.as_ref()?.value,
+                shaping: g.shaping,
             })
         })
         .collect::<Option<Vec<_>>>()?;
@@ -3513,6 +3522,7 @@ netns = "lab-onprem"
                 name: "er-gw".into(),
                 gateway_type: GatewayType::ExpressRoute,
                 sku: Sku::ErStandard,
+                shaping: true,
             }]
         );
         assert_eq!(
@@ -4350,6 +4360,18 @@ prefixes = [{prefixes}]
     }
 
     #[test]
+    fn shaping_can_be_turned_off_for_measurements_and_takes_a_boolean() {
+        let c = ok(&edit("sku = \"Standard\"", "sku = \"Standard\"\nshaping = false"));
+        assert!(!c.gateways[0].shaping);
+        assert!(ok(VALID).gateways[0].shaping);
+        expect(
+            &edit("sku = \"Standard\"", "sku = \"Standard\"\nshaping = \"off\""),
+            "gateway[0] (er-gw).shaping",
+            "boolean",
+        );
+    }
+
+    #[test]
     fn vpn_gateways_and_every_vpn_sku() {
         let c = ok(&(VALID.to_owned() + VPN_GW));
         assert_eq!(
@@ -4361,6 +4383,7 @@ prefixes = [{prefixes}]
                     generation: 1,
                     az: false
                 },
+                shaping: true,
             }
         );
         let mut names = vec![

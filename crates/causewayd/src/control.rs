@@ -448,6 +448,7 @@ mod tests {
                 bits_per_sec: 1_000_000_000,
                 packets_per_sec: Some(100_000),
                 max_connections: 4,
+                shaping: true,
                 connections: vec![ConnectionStatus {
                     name: "circuit-1".into(),
                     connection_type: "ExpressRoute".into(),

@@ -22,7 +22,7 @@ use causeway_sys::link::{self, LinkState};
 use crate::capture::CaptureDir;
 use crate::config::{Config, ConnectionConfig, ConnectionKind, InterfaceConfig};
 use crate::control::{ControlServer, Handler};
-use crate::dataplane::{install_routes, plan, readdress, Dataplane, Shared};
+use crate::dataplane::{install_routes, plan, rates, readdress, Dataplane, Shared};
 use crate::metrics::MetricsServer;
 
 /// How often circuit link state is checked (a circuit that goes down loses its routes).
@@ -113,9 +113,11 @@ impl State {
                 .gateways
                 .iter()
                 .zip(&old.gateways)
-                .all(|(n, o)| n.name == o.name && n.gateway_type == o.gateway_type);
+                .all(|(n, o)| {
+                    n.name == o.name && n.gateway_type == o.gateway_type && n.shaping == o.shaping
+                });
         if !same_gateways {
-            return restart("the list of gateways (names, types)");
+            return restart("the list of gateways (names, types, shaping)");
         }
         // SKUs: a change in the file is a resize of the running SKU (which `causeway gateway
         // resize` may have changed since); no change in the file keeps the running one.
@@ -175,12 +177,8 @@ impl State {
             .map_err(|e| format!("{}: {e:#} (nothing changed)", old.path.display()))?;
         for (gi, sku) in next.iter().enumerate() {
             if *sku != skus[gi] {
-                let l = sku.limits();
-                self.shared.live[gi].set(
-                    l.bits_per_sec,
-                    l.packets_per_sec,
-                    l.per_tunnel_bits_per_sec,
-                );
+                let r = rates(*sku, old.gateways[gi].shaping);
+                self.shared.live[gi].set(r.bits_per_sec, r.packets_per_sec, r.tunnel_cap);
             }
         }
         *skus = next;
@@ -231,11 +229,8 @@ impl State {
                 limits.max_connections
             ));
         }
-        self.shared.live[gi].set(
-            limits.bits_per_sec,
-            limits.packets_per_sec,
-            limits.per_tunnel_bits_per_sec,
-        );
+        let r = rates(new, g.shaping);
+        self.shared.live[gi].set(r.bits_per_sec, r.packets_per_sec, r.tunnel_cap);
         skus[gi] = new;
         tracing::info!(gateway, from = %current, to = %new, "gateway resized in place");
         Ok(())
@@ -417,6 +412,7 @@ impl State {
                     bits_per_sec: limits.bits_per_sec,
                     packets_per_sec: limits.packets_per_sec,
                     max_connections: limits.max_connections,
+                    shaping: g.shaping,
                     connections,
                 }
             })

@@ -218,6 +218,8 @@ pub struct Dataplane {
     vnet_space: Vec<Prefix>,
     state_dir: PathBuf,
     vpn_gateway: Option<usize>,
+    /// `[[gateway]] shaping` of each gateway (fixed for the daemon's life).
+    shaping: Vec<bool>,
     /// Underlay sockets by local address (the tunnels of one address share one).
     sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
     /// IKE's UDP 500 sockets by local address.
@@ -372,11 +374,41 @@ fn bind_underlay(local: SocketAddr) -> io::Result<UdpSocket> {
         .or_else(|e| UdpSocket::bind(local, None, &UdpOptions::default()).map_err(|_| e))
 }
 
-/// The per-tunnel cap of a SKU, as tunnel parameters.
-fn tunnel_params(ipsec: &IpsecConfig, sku: Sku) -> TunnelParams {
+/// The rate a gateway with `shaping = false` is given: far above anything a machine forwards.
+pub const UNSHAPED_BITS_PER_SEC: u64 = 1_000_000_000_000_000;
+
+/// The rates a gateway's shapers enforce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rates {
+    pub bits_per_sec: u64,
+    pub packets_per_sec: Option<u64>,
+    /// The per-tunnel cap (VPN SKUs).
+    pub tunnel_cap: Option<u64>,
+}
+
+/// The rates of `sku`, or none to speak of when shaping is off (`[[gateway]] shaping = false`,
+/// for capacity measurements).
+pub fn rates(sku: Sku, shaping: bool) -> Rates {
+    if !shaping {
+        return Rates {
+            bits_per_sec: UNSHAPED_BITS_PER_SEC,
+            packets_per_sec: None,
+            tunnel_cap: None,
+        };
+    }
+    let l = sku.limits();
+    Rates {
+        bits_per_sec: l.bits_per_sec,
+        packets_per_sec: l.packets_per_sec,
+        tunnel_cap: l.per_tunnel_bits_per_sec,
+    }
+}
+
+/// A tunnel's pipeline parameters, its cap from its gateway's rates.
+fn tunnel_params(ipsec: &IpsecConfig, rates: Rates) -> TunnelParams {
     TunnelParams {
         mss_clamp: ipsec.mss_clamp,
-        cap_bits_per_sec: sku.limits().per_tunnel_bits_per_sec,
+        cap_bits_per_sec: rates.tunnel_cap,
     }
 }
 
@@ -408,11 +440,14 @@ impl Dataplane {
             .iter()
             .zip(&gateway_counters)
             .map(|(g, counters)| {
-                let limits = g.sku.limits();
+                let r = rates(g.sku, g.shaping);
+                if !g.shaping {
+                    tracing::warn!(gateway = %g.name, sku = %g.sku, "shaping = false: the SKU's rates are not enforced (capacity measurements only)");
+                }
                 GatewaySpec {
                     name: g.name.clone(),
-                    bits_per_sec: limits.bits_per_sec,
-                    packets_per_sec: limits.packets_per_sec,
+                    bits_per_sec: r.bits_per_sec,
+                    packets_per_sec: r.packets_per_sec,
                     counters: counters.clone(),
                 }
             })
@@ -432,7 +467,7 @@ impl Dataplane {
             .map(|g| g.bits_per_sec)
             .max()
             .unwrap_or(0)
-            .max(10_000_000_000);
+            .clamp(10_000_000_000, 100_000_000_000);
         let spec = PipelineSpec {
             vnet,
             gateways,
@@ -486,6 +521,7 @@ impl Dataplane {
             vnet_space: vnet_cfg.address_space.clone(),
             state_dir: config.control.state_dir.clone(),
             vpn_gateway,
+            shaping: config.gateways.iter().map(|g| g.shaping).collect(),
             sockets: HashMap::new(),
             ike_sockets: HashMap::new(),
             vnet_routes: BTreeSet::new(),
@@ -722,7 +758,10 @@ impl Dataplane {
                     (
                         Output::Tunnel(tx),
                         Some(esp),
-                        Some(tunnel_params(ipsec, sku)),
+                        Some(tunnel_params(
+                            ipsec,
+                            rates(sku, self.shaping.get(c.gateway_index).copied().unwrap_or(true)),
+                        )),
                         ipsec.mtu as usize,
                         ready,
                     )

@@ -542,6 +542,7 @@ mod tests {
                     bits_per_sec: 1_000_000_000,
                     packets_per_sec: Some(100_000),
                     max_connections: 4,
+                    shaping: true,
                     connections: vec![ConnectionStatus {
                         name: "c\"1\\\n".into(),
                         connection_type: "ExpressRoute".into(),
@@ -560,6 +561,7 @@ mod tests {
                     bits_per_sec: 650_000_000,
                     packets_per_sec: None,
                     max_connections: 30,
+                    shaping: true,
                     connections: vec![ConnectionStatus {
                         name: "s2s-1".into(),
                         connection_type: "IPsec".into(),

@@ -26,17 +26,22 @@
 #      cw-er0 inside the namespaces; the lab's addressing), causewayd (release build) in the
 #      background; then the latency (ping), iperf3 TCP 1 and 4 streams each way (VNet ->
 #      on-premises, and on-premises -> VNet with -R) and UDP 64-byte VNet -> on-premises;
-#   3. Causeway, tunnel path ("causeway tunnel aes256gcm16"): two daemons joined by an IPsec tunnel
+#   3. Causeway, tunnel path, twice, one after the other: two daemons joined by an IPsec tunnel
 #      (ESP in UDP 4500, aes256gcm16, manual SAs with fresh random keys; each daemon's state_dir,
 #      where its sequence-number lease goes, is in this run's temporary directory), each with a Vpn
-#      gateway of SKU VpnGw5 (10 Gbit/s aggregate, 2.3 Gbit/s per tunnel: one tunnel is capped at
-#      2.3 Gbit/s per direction by the SKU). Namespaces cwb-<pid>-vnet (daemon A's TUN cw-vnet0,
-#      10.1.0.10/16), cwb-<pid>-gwa and cwb-<pid>-gwb (the underlay: a veth pair 192.0.2.1/24 <->
-#      192.0.2.2/24; each daemon runs inside its own with `ip netns exec`, where it binds its UDP
-#      socket), cwb-<pid>-onprem (daemon B's TUN cw-onprem0, 10.3.0.10/16). Daemon A: VNet
-#      10.1.0.0/16, tunnel prefixes 10.3.0.0/16; daemon B the mirror image (its VNet 10.3.0.0/16,
-#      tunnel prefixes 10.1.0.0/16, SPIs and keys swapped). The same tests, between 10.1.0.10 and
-#      10.3.0.10;
+#      gateway of SKU VpnGw5 (10 Gbit/s aggregate, 2.3 Gbit/s per tunnel). Namespaces
+#      cwb-<pid>-vnet (daemon A's TUN cw-vnet0, 10.1.0.10/16), cwb-<pid>-gwa and cwb-<pid>-gwb (the
+#      underlay: a veth pair 192.0.2.1/24 <-> 192.0.2.2/24; each daemon runs inside its own with
+#      `ip netns exec`, where it binds its UDP socket), cwb-<pid>-onprem (daemon B's TUN
+#      cw-onprem0, 10.3.0.10/16). Daemon A: VNet 10.1.0.0/16, tunnel prefixes 10.3.0.0/16; daemon
+#      B the mirror image (its VNet 10.3.0.0/16, tunnel prefixes 10.1.0.0/16, SPIs and keys
+#      swapped). The same tests, between 10.1.0.10 and 10.3.0.10:
+#      a. "causeway tunnel aes256gcm16 (VpnGw5)": as configured, the SKU's rates enforced: one
+#         tunnel is capped at 2.3 Gbit/s per direction by the SKU (what the SKU does to a tunnel);
+#      b. "causeway tunnel aes256gcm16 (unshaped)": everything set up again (namespaces, keys,
+#         daemons), the same configs plus `shaping = false` in the [[gateway]] table of both
+#         daemons (the SKU's rates off, checked in `causeway status -o json`; the daemons log a
+#         warning): the data plane's own capacity. This is the row the peers are compared with;
 #   4. the comparison peers (scripts/bench/peers.sh), each gateway to gateway between the same
 #      four namespaces (hosts 10.1.0.10 and 10.3.0.10 behind veth pairs, gateways cwb-<pid>-gwa and
 #      cwb-<pid>-gwb forwarding, the same underlay), one at a time: "wireguard-go" and "boringtun"
@@ -51,15 +56,18 @@
 # Prints the machine, the table of every test (path, direction, streams, Gbit/s received, Mpps
 # received for the UDP rows, ratio to the same-run kernel figure, the gateways' CPU seconds per
 # Gbit carried, CPU % of one core, Causeway's CPU ns per wire packet, "SKU-capped" for a tunnel
-# row within 10% of VpnGw5's 2.3 Gbit/s per-tunnel cap), then the summary table, one row per path
-# (kernel, causeway plain, causeway tunnel aes256gcm16, wireguard-go, boringtun,
-# strongswan-libipsec): Gbit/s with 1 TCP stream each way, Mpps (UDP 64 B), ping p50 and p99 in
-# ms, the ratios to the kernel (Gbit/s, Mpps), for the peers Causeway's tunnel divided by the peer
-# (Gbit/s, Mpps) and whether that reaches the target of 5x, and CPU seconds per Gbit (VNet ->
-# on-premises; none for the kernel: its forwarding runs in the iperf3 sender's system calls); then
-# the 5x check in one line. Writes the same as target/bench/results.json and results.md, the raw
-# iperf3 JSON, pings, logs and counters in target/bench/raw/, and the chart (bars per system: Gbit/s
-# both ways, Mpps, ping p50/p99) as PNG with matplotlib from target/bench/venv.
+# row within 10% of VpnGw5's 2.3 Gbit/s per-tunnel cap: the VpnGw5 rows only), then the summary
+# table, one row per path (kernel, causeway plain, causeway tunnel aes256gcm16 (VpnGw5), causeway
+# tunnel aes256gcm16 (unshaped), wireguard-go, boringtun, strongswan-libipsec): Gbit/s with 1 TCP
+# stream each way, Mpps (UDP 64 B), ping p50 and p99 in ms, the ratios to the kernel (Gbit/s,
+# Mpps), for the peers the unshaped Causeway tunnel divided by the peer (Gbit/s, Mpps) and whether
+# that reaches the target of 5x, and CPU seconds per Gbit (VNet -> on-premises; none for the
+# kernel: its forwarding runs in the iperf3 sender's system calls); then the 5x check (unshaped
+# tunnel against every peer) in one line. Writes the same as target/bench/results.json and
+# results.md, the raw iperf3 JSON, pings, logs and counters in target/bench/raw/ (the tunnel's
+# under tunnel-vpngw5-* and tunnel-unshaped-*), and the chart (bars per system: Gbit/s both ways,
+# for every path and for the tunnels alone with VpnGw5's cap and a line at 5x the best peer; Mpps;
+# ping p50/p99) as PNG with matplotlib from target/bench/venv.
 #
 # --memory: two causewayd joined by --tunnels manually keyed tunnels (VpnGw5), idle 30 s, then
 # --minutes of iperf3 load through rotating tunnels, then 20 s idle; VmRSS of each daemon every
@@ -728,6 +736,11 @@ ping_run() {
 tunnel_cipher="aes256gcm16"
 # VpnGw5's per-tunnel cap (crates/engine/src/sku.rs), in Gbit/s.
 tunnel_cap_gbps=2.3
+# The two tunnel rows (the same names in results.json/md and in scripts/bench/chart.py): VpnGw5
+# as configured (SKU-capped), and the same with `shaping = false`, which the peers are compared
+# with.
+tunnel_path_capped="causeway tunnel $tunnel_cipher (VpnGw5)"
+tunnel_path="causeway tunnel $tunnel_cipher (unshaped)"
 
 # hexkey : 36 random bytes in hex: an AES-256 key and its 4-byte salt.
 hexkey() {
@@ -735,11 +748,23 @@ hexkey() {
 }
 
 # tunnel_config FILE NAME VNET GATEWAY_SUBNET NETNS TUN ADDRESS SOCKET LOCAL PEER PREFIX
-#               OUT_SPI OUT_KEY IN_SPI IN_KEY : one side's config (mode 0600: it holds keys). Its
-# state directory (the outbound SA's sequence-number lease) is SOCKET without `.sock`, plus
-# `-state`: inside this run's temporary directory, so that no lease outlives the run (the keys
-# are new every run) and the daemons leave nothing in /var/lib/causeway.
+#               OUT_SPI OUT_KEY IN_SPI IN_KEY SHAPING : one side's config (mode 0600: it holds
+# keys). SHAPING is `true` (VpnGw5's rates enforced, the per-tunnel cap included) or `false`
+# (`shaping = false` in the `[[gateway]]` table: the SKU's rates off, for the capacity
+# measurement). Its state directory (the outbound SA's sequence-number lease) is SOCKET without
+# `.sock`, plus `-state`: inside this run's temporary directory, so that no lease outlives the
+# run (the keys are new every run) and the daemons leave nothing in /var/lib/causeway.
 tunnel_config() {
+    local shaping_line
+    case "${16}" in
+        true) shaping_line="# VpnGw5's rates enforced (the default): 2.3 Gbit/s per tunnel.
+shaping = true" ;;
+        false)
+            shaping_line="# Capacity measurement: VpnGw5's rates (2.3 Gbit/s per tunnel) are not enforced.
+shaping = false"
+            ;;
+        *) log "tunnel_config: SHAPING must be true or false (got '${16}')"; return 1 ;;
+    esac
     (umask 077 && cat >"$1" <<EOF
 # Generated by scripts/bench.sh: one side of a Causeway <-> Causeway IPsec tunnel.
 [vnet]
@@ -762,6 +787,7 @@ state_dir = "${8%.sock}-state"
 name = "vpn-gw"
 type = "Vpn"
 sku = "VpnGw5"
+$shaping_line
 
 [[connection]]
 name = "s2s"
@@ -781,9 +807,14 @@ EOF
     )
 }
 
-# tunnel_setup : namespaces, underlay, configs, both daemons, a ping each way; 1 on failure.
+# tunnel_setup SHAPING TAG : namespaces, underlay, configs (tunnel_config with SHAPING), both
+# daemons, a check that both report the intended shaping (`causeway status -o json`:
+# gateways[0].shaping), a ping each way; 1 on failure. TAG names the temporary files (configs,
+# control sockets, state directories: new for each variant, so that the second pair of daemons
+# starts from nothing the first left) and the raw files.
 tunnel_setup() {
-    local n x key_ab key_ba
+    local shaping="$1" tag="$2" n x key_ab key_ba got what="VpnGw5"
+    [[ "$shaping" == false ]] && what="VpnGw5 with shaping = false"
     for n in "$ns_vnet" "$ns_gwa" "$ns_gwb" "$ns_onprem"; do
         (ns_add "$n") || return 1
     done
@@ -801,29 +832,36 @@ tunnel_setup() {
     key_ab="$(hexkey)"
     key_ba="$(hexkey)"
     ((${#key_ab} == 72 && ${#key_ba} == 72)) || { log "cannot generate keys"; return 1; }
-    tunnel_config "$tmp/tunnel-a.toml" bench-a 10.1.0.0/16 10.1.255.0/27 "$ns_vnet" cw-vnet0 \
-        10.1.0.10/16 "$tmp/tunnel-a.sock" 192.0.2.1 192.0.2.2 10.3.0.0/16 \
-        0x00001001 "$key_ab" 0x00002002 "$key_ba" || return 1
-    tunnel_config "$tmp/tunnel-b.toml" bench-b 10.3.0.0/16 10.3.255.0/27 "$ns_onprem" cw-onprem0 \
-        10.3.0.10/16 "$tmp/tunnel-b.sock" 192.0.2.2 192.0.2.1 10.1.0.0/16 \
-        0x00002002 "$key_ba" 0x00001001 "$key_ab" || return 1
+    tunnel_config "$tmp/$tag-a.toml" bench-a 10.1.0.0/16 10.1.255.0/27 "$ns_vnet" cw-vnet0 \
+        10.1.0.10/16 "$tmp/$tag-a.sock" 192.0.2.1 192.0.2.2 10.3.0.0/16 \
+        0x00001001 "$key_ab" 0x00002002 "$key_ba" "$shaping" || return 1
+    tunnel_config "$tmp/$tag-b.toml" bench-b 10.3.0.0/16 10.3.255.0/27 "$ns_onprem" cw-onprem0 \
+        10.3.0.10/16 "$tmp/$tag-b.sock" 192.0.2.2 192.0.2.1 10.1.0.0/16 \
+        0x00002002 "$key_ba" 0x00001001 "$key_ab" "$shaping" || return 1
     for x in a b; do
-        sed -E 's/^((out|in)_key = ).*/\1"<random, not kept>"/' "$tmp/tunnel-$x.toml" \
-            >"$out/raw/tunnel-config-$x.toml"
-        timeout 10 "$bin/causewayd" --check -c "$tmp/tunnel-$x.toml" >&2 \
-            || { log "generated tunnel config $x rejected"; return 1; }
+        sed -E 's/^((out|in)_key = ).*/\1"<random, not kept>"/' "$tmp/$tag-$x.toml" \
+            >"$out/raw/$tag-config-$x.toml"
+        timeout 10 "$bin/causewayd" --check -c "$tmp/$tag-$x.toml" >&2 \
+            || { log "generated tunnel config $x ($what) rejected"; return 1; }
     done
 
-    log "starting causewayd A in $ns_gwa and B in $ns_gwb (VpnGw5, $tunnel_cipher)"
-    start_daemon A "$ns_gwa" "$tmp/tunnel-a.toml" "$tmp/tunnel-a.sock" \
-        "$out/raw/tunnel-causewayd-a.log" || return 1
+    log "starting causewayd A in $ns_gwa and B in $ns_gwb ($what, $tunnel_cipher)"
+    start_daemon A "$ns_gwa" "$tmp/$tag-a.toml" "$tmp/$tag-a.sock" \
+        "$out/raw/$tag-causewayd-a.log" || return 1
     tunnel_pid_a="$started_pid"
-    start_daemon B "$ns_gwb" "$tmp/tunnel-b.toml" "$tmp/tunnel-b.sock" \
-        "$out/raw/tunnel-causewayd-b.log" || return 1
+    start_daemon B "$ns_gwb" "$tmp/$tag-b.toml" "$tmp/$tag-b.sock" \
+        "$out/raw/$tag-causewayd-b.log" || return 1
     tunnel_pid_b="$started_pid"
     for x in a b; do
-        timeout 5 "$bin/causeway" --socket "$tmp/tunnel-$x.sock" status \
-            >"$out/raw/tunnel-status-$x.txt" 2>&1 || true
+        timeout 5 "$bin/causeway" --socket "$tmp/$tag-$x.sock" status \
+            >"$out/raw/$tag-status-$x.txt" 2>&1 || true
+        # The row's name says whether the SKU's rates were on: make sure the daemon agrees.
+        got="$(timeout 5 "$bin/causeway" --socket "$tmp/$tag-$x.sock" status -o json \
+            | jq -r '.gateways[0].shaping')" || got="?"
+        if [[ "$got" != "$shaping" ]]; then
+            log "causewayd ${x^^}: status says gateways[0].shaping = $got, the config says $shaping"
+            return 1
+        fi
     done
     wait_for -n 30 -s 0.2 timeout 3 ip netns exec "$ns_vnet" ping -c1 -W1 10.3.0.10 \
         || { log "no path $ns_vnet -> $ns_onprem through the tunnel"; return 1; }
@@ -993,33 +1031,49 @@ stop_daemons
 ns_del "$ns_vnet"
 ns_del "$ns_onprem"
 
-# --- 3. Causeway <-> Causeway through an IPsec tunnel -----------------------------------------
+# --- 3. Causeway <-> Causeway through an IPsec tunnel, twice ----------------------------------
+# First with VpnGw5's rates (the SKU holds one tunnel to 2.3 Gbit/s), then, with fresh daemons,
+# keys and namespaces, the same with `shaping = false`: the data plane's own capacity, the row the
+# peers are compared with.
 tunnel_pid_a=""
 tunnel_pid_b=""
-run_path="causeway tunnel $tunnel_cipher"
-run_tag="tunnel"
-run_sku_cap="$tunnel_cap_gbps"
-if tunnel_setup; then
-    run_pids=("$tunnel_pid_a" "$tunnel_pid_b")
-    run_labels=(a b)
-    run_socks=("$tmp/tunnel-a.sock" "$tmp/tunnel-b.sock")
-    run_client_ns="$ns_vnet"
-    run_server_ns="$ns_onprem"
-    run_server_addr="10.3.0.10"
-    run_tuns=("vnet:$ns_vnet:cw-vnet0" "onprem:$ns_onprem:cw-onprem0")
-    run_udp=("vnet:$ns_vnet" "gwa:$ns_gwa" "gwb:$ns_gwb" "onprem:$ns_onprem")
-    ping_run
-    run_tests "${tests_causeway[@]}"
-    stats_all >"$out/raw/tunnel-stats-final.json" 2>/dev/null || true
-else
-    log "warning: the tunnel path could not be set up; its tests are reported as failed"
-    failures=$((failures + 1))
-    fail_tests "tunnel setup failed" "${tests_causeway[@]}"
-fi
-stop_daemons
-for n in "$ns_vnet" "$ns_gwa" "$ns_gwb" "$ns_onprem"; do
-    ns_del "$n"
-done
+tunnel_section() {
+    local shaping="$1" n
+    if [[ "$shaping" == true ]]; then
+        run_path="$tunnel_path_capped"
+        run_tag="tunnel-vpngw5"
+        run_sku_cap="$tunnel_cap_gbps"
+    else
+        run_path="$tunnel_path"
+        run_tag="tunnel-unshaped"
+        run_sku_cap=null
+    fi
+    tunnel_pid_a=""
+    tunnel_pid_b=""
+    if tunnel_setup "$shaping" "$run_tag"; then
+        run_pids=("$tunnel_pid_a" "$tunnel_pid_b")
+        run_labels=(a b)
+        run_socks=("$tmp/$run_tag-a.sock" "$tmp/$run_tag-b.sock")
+        run_client_ns="$ns_vnet"
+        run_server_ns="$ns_onprem"
+        run_server_addr="10.3.0.10"
+        run_tuns=("vnet:$ns_vnet:cw-vnet0" "onprem:$ns_onprem:cw-onprem0")
+        run_udp=("vnet:$ns_vnet" "gwa:$ns_gwa" "gwb:$ns_gwb" "onprem:$ns_onprem")
+        ping_run
+        run_tests "${tests_causeway[@]}"
+        stats_all >"$out/raw/$run_tag-stats-final.json" 2>/dev/null || true
+    else
+        log "warning: $run_path could not be set up; its tests are reported as failed"
+        failures=$((failures + 1))
+        fail_tests "tunnel setup failed" "${tests_causeway[@]}"
+    fi
+    stop_daemons
+    for n in "$ns_vnet" "$ns_gwa" "$ns_gwb" "$ns_onprem"; do
+        ns_del "$n"
+    done
+}
+tunnel_section true
+tunnel_section false
 
 # --- 4. the comparison peers -------------------------------------------------------------------
 for p in "${peers[@]}"; do
@@ -1029,19 +1083,20 @@ load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- results ----------------------------------------------------------------------------------
 # Per test: each row against the kernel row of the same mode and streams (TCP: Gbit/s; UDP:
-# Mpps). Summary: one row per path (TCP 1 stream both ways, UDP 64, latency), the Causeway tunnel
-# divided by each peer, and the 5x target.
+# Mpps). Summary: one row per path (TCP 1 stream both ways, UDP 64, latency), the unshaped
+# Causeway tunnel divided by each peer, and the 5x target (against that row too: the VpnGw5 row
+# measures the SKU's per-tunnel cap, not the data plane).
 jq -n \
     --slurpfile rows "$tmp/rows.jsonl" --slurpfile pings "$tmp/pings.jsonl" \
     --arg cpu "$cpu_model" --argjson n "$ncpu" --arg k "$kernel" --arg ls "$load_start" \
     --arg le "$load_end" --arg ip "$iperf_version" --argjson t "$time_s" \
     --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg tc "$tunnel_cipher" \
+    --arg tp "$tunnel_path" --arg tpc "$tunnel_path_capped" --argjson cap "$tunnel_cap_gbps" \
     --argjson pv "$peer_versions" --argjson pc "$ping_count" '
     def r(x; n): if x == null then null else (x * pow(10; n) | round) / pow(10; n) end;
     def ratio(a; b): if a == null or b == null or b == 0 then null else r(a / b; 2) end;
-    ("causeway tunnel " + $tc) as $tp
-    | ["wireguard-go", "boringtun", "strongswan-libipsec"] as $peers
-    | (["kernel", "causeway plain", $tp] + $peers) as $order
+    ["wireguard-go", "boringtun", "strongswan-libipsec"] as $peers
+    | (["kernel", "causeway plain", $tpc, $tp] + $peers) as $order
     | [ $rows[] | . as $row
         | ($rows | map(select(.path == "kernel" and .mode == $row.mode and .streams == $row.streams)) | first) as $k
         | . + {
@@ -1114,9 +1169,14 @@ jq -n \
         peer_versions: $pv,
         causeway_sku: "ErGwScale, 40 scale units (40 Gbit/s, 4 Mpps per direction)",
         tunnel: ("two causewayd (A in the VNet gateway role, B as the on-premises device), "
-            + "a Vpn gateway of SKU VpnGw5 each (10 Gbit/s aggregate, 2.3 Gbit/s per tunnel), "
-            + "one IPsec tunnel: ESP " + $tc + " in UDP 4500, manual SAs; CPU figures of the "
-            + "tunnel rows are both daemons together, packets are counted once (daemon A)"),
+            + "a Vpn gateway of SKU VpnGw5 each (10 Gbit/s aggregate, \($cap) Gbit/s per tunnel), "
+            + "one IPsec tunnel: ESP " + $tc + " in UDP 4500, manual SAs; measured twice, one "
+            + "after the other: \"" + $tpc + "\" as configured (the SKU holds the tunnel to "
+            + "\($cap) Gbit/s per direction), \"" + $tp + "\" the same with shaping = false in "
+            + "both daemons'"'"' [[gateway]] (the SKU'"'"'s rates off: the data plane'"'"'s own "
+            + "capacity; the peers are compared with this one); CPU figures of the tunnel rows "
+            + "are both daemons together, packets are counted once (daemon A)"),
+        tunnel_paths: {capped: $tpc, unshaped: $tp, compared: $tp, sku_cap_gbps: $cap},
         peers: ("gateway to gateway between the same four namespaces as the tunnel (hosts behind "
             + "veth pairs, the gateway namespaces forwarding): wireguard-go and boringtun-cli "
             + "(userspace WireGuard, ChaCha20-Poly1305, MTU 1420), strongSwan charon with "
@@ -1124,7 +1184,8 @@ jq -n \
             + "ends'"'"' processes together"),
         summary: $S,
         target_5x: {
-            target: ("Causeway tunnel (" + $tc + ") at least 5x each comparison peer, TCP 1 stream VNet -> on-prem"),
+            target: ("Causeway tunnel (" + $tc + ", unshaped) at least 5x each comparison peer, TCP 1 stream VNet -> on-prem"),
+            path: $tp,
             ratios: ([ $S[] | select(.peer) | {key: .path, value: .tunnel_over_this_gbps} ] | from_entries),
             met: ([ $S[] | select(.peer) ] as $ps | ($ps | length) > 0 and all($ps[]; .target_5x == true))
         },
@@ -1172,7 +1233,7 @@ sheader=(path "Gbit/s" "Gbit/s rev" "Mpps" "p50 ms" "p99 ms" "vs kernel Gbit/s" 
 # target_line : the 5x check in one sentence.
 target_line() {
     jq -r '.target_5x as $t | if ($t.ratios | length) == 0 then "5x target: no comparison peer measured"
-        else "5x target (Causeway tunnel vs each peer, TCP 1 stream VNet -> on-prem): "
+        else "5x target (Causeway tunnel, unshaped, vs each peer, TCP 1 stream VNet -> on-prem): "
             + ([$t.ratios | to_entries[] | "\(.key) \(if .value == null then "n/a" else "\(.value)x" end)"] | join(", "))
             + (if $t.met then ": met" else ": NOT met" end) end' "$out/results.json"
 }
@@ -1208,7 +1269,10 @@ md_rows() {
     echo "One row per path. Gbit/s: one TCP stream VNet -> on-prem (rev: on-prem -> VNet), what the"
     echo "receiver got; Mpps: UDP 64-byte datagrams at full rate, received; p50 / p99: ping RTT through"
     echo "the idle path; \"vs kernel\": divided by the same run's kernel figure; \"tunnel/this\": Causeway's"
-    echo "tunnel ($tunnel_cipher) divided by this peer, and whether that is the target of 5x (Gbit/s);"
+    echo "tunnel ($tunnel_cipher) without the SKU's rates (\"$tunnel_path\", shaping = false)"
+    echo "divided by this peer, and whether that is the target of 5x (Gbit/s): VpnGw5 caps one tunnel at"
+    echo "$tunnel_cap_gbps Gbit/s (\"$tunnel_path_capped\"), so with the SKU on the comparison would measure"
+    echo "the SKU, not the data plane;"
     echo "CPU s/Gbit: the gateway processes' CPU time (both ends of a tunnel together) per Gbit received,"
     echo "VNet -> on-prem (the kernel's forwarding runs in the iperf3 sender's system calls: n/a)."
     echo
@@ -1222,8 +1286,10 @@ md_rows() {
     echo "## Every test"
     echo
     echo "Causeway: ErGwScale (40 scale units). Tunnel: two causewayd joined by one IPsec tunnel (ESP"
-    echo "$tunnel_cipher in UDP, manual SAs), a VpnGw5 gateway each: the SKU caps one tunnel at"
-    echo "$tunnel_cap_gbps Gbit/s per direction (\"SKU-capped\": within 10% of it). Peers: gateway to gateway"
+    echo "$tunnel_cipher in UDP, manual SAs), a VpnGw5 gateway each, measured twice: \"(VpnGw5)\" as"
+    echo "configured, where the SKU caps one tunnel at $tunnel_cap_gbps Gbit/s per direction (\"SKU-capped\": within"
+    echo "10% of it), and \"(unshaped)\" with shaping = false in both daemons (the SKU's rates off, the data"
+    echo "plane's own capacity; fresh daemons and keys). Peers: gateway to gateway"
     echo "between the same namespaces. Gbit/s and Mpps are what the receiver got; \"vs kernel\" divides by"
     echo "the same-run kernel figure of the same mode and stream count (TCP: Gbit/s, UDP: Mpps). CPU:"
     echo "the gateway processes' utime + stime over the test (all threads; 100% = one core); tunnels:"

@@ -3,12 +3,14 @@
 
 Usage: chart.py RESULTS_JSON OUT_PNG
 
-Four panels, one bar group per path of the summary (kernel, Causeway plain, Causeway tunnel,
-the comparison peers): TCP Gbit/s with one stream in both directions, for every path and for the
-tunnels alone (with VpnGw5's per-tunnel cap over Causeway's tunnel and a dashed line at five times
-the best comparison peer: the tunnel target), UDP 64-byte Mpps received, and ping RTT p50 / p99
-in ms. A path whose figure is missing gets no bar and "n/a" in its place. Needs matplotlib
-(scripts/bench/install-peers.sh puts it into target/bench/venv).
+Four panels, one bar group per path of the summary (kernel, Causeway plain, Causeway's tunnel
+twice: with VpnGw5's rates and unshaped (`shaping = false`), the comparison peers): TCP Gbit/s
+with one stream in both directions, for every path and for the tunnels alone (both Causeway
+tunnel rows, with VpnGw5's per-tunnel cap over the VpnGw5 row, and a dashed line at five times the
+best comparison peer: the target for the unshaped row, which the peers are compared with), UDP
+64-byte Mpps received, and ping RTT p50 / p99 in ms. A path whose figure is missing gets no bar and
+"n/a" in its place. Needs matplotlib (scripts/bench/install-peers.sh puts it into
+target/bench/venv).
 """
 
 import json
@@ -21,31 +23,40 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 PEERS = ("wireguard-go", "boringtun", "strongswan-libipsec")
-TUNNEL = "causeway tunnel aes256gcm16"
+# The two Causeway tunnel rows, as scripts/bench.sh names them (results.json's tunnel_paths, when
+# present, wins): the one the peers are compared with (shaping = false) and the SKU-capped one.
+TUNNEL = "causeway tunnel aes256gcm16 (unshaped)"
+TUNNEL_CAPPED = "causeway tunnel aes256gcm16 (VpnGw5)"
 
 
-def colour(path):
+def colour(path, capped):
     if path == "kernel":
         return "#7f7f7f"
+    if path == capped:
+        return "#98df8a"
     if path.startswith("causeway"):
         return "#1f77b4" if path == "causeway plain" else "#2ca02c"
     return "#d62728"
 
 
-def legend(ax, first, second, loc):
-    """A legend of the two bars of a group, in neutral colours (the bars' colours are the paths')."""
+def legend(ax, first, second, loc, extra=()):
+    """A legend of the two bars of a group, in neutral colours (the bars' colours are the paths'),
+    and of the lines drawn over them (EXTRA: handles)."""
     ax.legend(handles=[Patch(facecolor="#999999", label=first),
-                       Patch(facecolor="#cccccc", hatch="//", label=second)], fontsize=8, loc=loc)
+                       Patch(facecolor="#cccccc", hatch="//", label=second)] + list(extra),
+              fontsize=8, loc=loc)
 
 
-def label_bars(ax, bars, values, fmt):
-    for bar, v in zip(bars, values):
+def label_bars(ax, bars, values, fmt, floors=None):
+    """Each bar's value over it (FLOORS: per bar, a line the label must stay above, or None)."""
+    for k, (bar, v) in enumerate(zip(bars, values)):
         if v is None:
             ax.annotate("n/a", (bar.get_x() + bar.get_width() / 2, 0), ha="center", va="bottom",
                         fontsize=7, xytext=(0, 2), textcoords="offset points")
         else:
-            ax.annotate(fmt.format(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center", va="bottom", fontsize=7, xytext=(0, 2),
+            y = max(bar.get_height(), (floors[k] if floors else None) or 0)
+            ax.annotate(fmt.format(v), (bar.get_x() + bar.get_width() / 2, y),
+                        ha="center", va="bottom", fontsize=7, xytext=(0, 3),
                         textcoords="offset points")
 
 
@@ -57,11 +68,14 @@ def main():
     rows = res.get("summary") or []
     if not rows:
         sys.exit("chart.py: no summary rows in " + sys.argv[1])
+    paths = res.get("tunnel_paths") or {}
+    tunnel = paths.get("compared") or TUNNEL
+    capped = paths.get("capped") or TUNNEL_CAPPED
     names = [r["path"] for r in rows]
-    short = [n.replace("causeway tunnel ", "causeway tunnel\n").replace("strongswan-", "strongswan\n")
-             for n in names]
+    short = [n.replace("causeway tunnel ", "causeway tunnel\n").replace(" (", "\n(")
+             .replace("strongswan-", "strongswan\n") for n in names]
     x = list(range(len(rows)))
-    cols = [colour(n) for n in names]
+    cols = [colour(n, capped) for n in names]
 
     fig, grid = plt.subplots(2, 2, figsize=(15, 10))
     axes = [grid[0][0], grid[0][1], grid[1][0], grid[1][1]]
@@ -75,28 +89,33 @@ def main():
         b1 = ax.bar([i - w / 2 for i in xs], [v or 0 for v in fwd], w, color=c, label="VNet -> on-prem")
         b2 = ax.bar([i + w / 2 for i in xs], [v or 0 for v in rev], w, color=c, alpha=0.55, hatch="//",
                     label="on-prem -> VNet")
-        label_bars(ax, b1, fwd, "{:.2f}")
-        label_bars(ax, b2, rev, "{:.2f}")
+        caps = [rows[i].get("sku_cap_gbps") for i in idx]
+        label_bars(ax, b1, fwd, "{:.2f}", caps)
+        label_bars(ax, b2, rev, "{:.2f}", caps)
+        extra = []
         for j, i in enumerate(idx):
             cap = rows[i].get("sku_cap_gbps")
             if cap:
-                ax.plot([j - 0.45, j + 0.45], [cap, cap], color="#2ca02c", linestyle=":", linewidth=1.5)
-                ax.annotate("VpnGw5 cap\n{:g} per tunnel".format(cap), (j + 0.47, cap), ha="left",
-                            va="center", fontsize=7, color="#2ca02c")
+                line, = ax.plot([j - 0.45, j + 0.45], [cap, cap], color="#006400", linestyle=":",
+                                linewidth=2)
+                if not extra:
+                    line.set_label("VpnGw5 cap: {:g} Gbit/s per tunnel".format(cap))
+                    extra.append(line)
         if peer_best > 0:
-            ax.axhline(5 * peer_best, color="black", linestyle="--", linewidth=1)
-            ax.annotate("5 x best peer ({:.2f} Gbit/s)".format(5 * peer_best), (len(xs) - 0.5, 5 * peer_best),
-                        ha="right", va="bottom", fontsize=8)
+            line = ax.axhline(5 * peer_best, color="black", linestyle="--", linewidth=1,
+                              label="5 x best peer ({:.2f} Gbit/s): target of the unshaped tunnel".format(
+                                  5 * peer_best))
+            extra.append(line)
         ax.set_title(title)
         ax.set_ylabel("Gbit/s")
-        legend(ax, "VNet -> on-prem", "on-prem -> VNet", loc)
+        legend(ax, "VNet -> on-prem", "on-prem -> VNet", loc, extra)
         ax.set_xticks(xs)
         ax.set_xticklabels([short[i] for i in idx], fontsize=8, rotation=30, ha="right")
 
     peer_best = max([r["gbps"] for r in rows if r["path"] in PEERS and r.get("gbps")] or [0])
     gbps_panel(axes[0], list(range(len(rows))), "TCP, 1 stream, every path (Gbit/s received)", "upper right")
-    tun_idx = [i for i, n in enumerate(names) if n == TUNNEL or n in PEERS]
-    gbps_panel(axes[1], tun_idx, "TCP, 1 stream, the tunnels only (Gbit/s received)", "center right")
+    tun_idx = [i for i, n in enumerate(names) if n in (capped, tunnel) or n in PEERS]
+    gbps_panel(axes[1], tun_idx, "TCP, 1 stream, the tunnels only (Gbit/s received)", "upper right")
 
     # Mpps
     ax = axes[2]
@@ -134,7 +153,7 @@ def main():
     fig.suptitle(title, fontsize=9)
     t = res.get("target_5x") or {}
     if t.get("ratios"):
-        note = "Causeway tunnel / peer (Gbit/s, VNet -> on-prem): " + ", ".join(
+        note = "Causeway tunnel, unshaped / peer (Gbit/s, VNet -> on-prem): " + ", ".join(
             "{} {}".format(k, "n/a" if v is None else "{:.2f}x".format(v)) for k, v in t["ratios"].items())
         note += " - 5x target " + ("met" if t.get("met") else "not met")
         fig.text(0.5, 0.01, note, ha="center", fontsize=8)

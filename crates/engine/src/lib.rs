@@ -2,6 +2,7 @@
 //! verdicts and drop reasons. No I/O, no clock reads, no threads: time is passed in.
 
 pub mod counters;
+pub mod flow;
 pub mod latency;
 pub mod pipeline;
 pub mod prefix;

@@ -4361,11 +4361,17 @@ prefixes = [{prefixes}]
 
     #[test]
     fn shaping_can_be_turned_off_for_measurements_and_takes_a_boolean() {
-        let c = ok(&edit("sku = \"Standard\"", "sku = \"Standard\"\nshaping = false"));
+        let c = ok(&edit(
+            "sku = \"Standard\"",
+            "sku = \"Standard\"\nshaping = false",
+        ));
         assert!(!c.gateways[0].shaping);
         assert!(ok(VALID).gateways[0].shaping);
         expect(
-            &edit("sku = \"Standard\"", "sku = \"Standard\"\nshaping = \"off\""),
+            &edit(
+                "sku = \"Standard\"",
+                "sku = \"Standard\"\nshaping = \"off\"",
+            ),
             "gateway[0] (er-gw).shaping",
             "boolean",
         );

@@ -178,6 +178,12 @@ pub struct WireCost {
 /// wire: a super-packet is `ceil(payload / gso_size)` segments, each carrying the headers.
 pub fn wire_cost(v: &VirtioHdr, pkt: &[u8], s: &IpSummary) -> Result<WireCost, Malformed> {
     let total = s.total_len;
+    if v.needs_csum() && usize::from(v.csum_start) < s.l4_offset {
+        // A partial checksum that starts inside the IP header: completing it (before
+        // fragmenting, or before sealing into a tunnel) would overwrite the header. The kernel
+        // never sends one (its csum_start is the transport header's offset).
+        return Err(Malformed::BadVirtioHeader);
+    }
     if !v.is_gso() {
         if v.needs_csum() && usize::from(v.csum_start) + usize::from(v.csum_offset) + 2 > total {
             return Err(Malformed::BadVirtioHeader);

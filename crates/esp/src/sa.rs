@@ -558,6 +558,10 @@ impl fmt::Debug for InboundSa {
 #[cfg(test)]
 mod tests;
 
+/// TEST-ONLY (cargo feature `fuzzing`, never enabled in production): see `sa/fuzzing.rs`.
+#[cfg(feature = "fuzzing")]
+mod fuzzing;
+
 #[cfg(test)]
 mod resume_tests {
     use super::*;

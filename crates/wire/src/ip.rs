@@ -80,6 +80,11 @@ fn parse_v4(buf: &[u8], verify_checksum: bool) -> Result<IpSummary, Malformed> {
     let flags_frag = u16::from_be_bytes([buf[6], buf[7]]);
     let offset = flags_frag & 0x1fff;
     let mf = flags_frag & 0x2000 != 0;
+    if usize::from(offset) * 8 + (total - ihl) > 0xffff {
+        // A fragment that ends beyond 65 535 bytes belongs to no datagram (RFC 791; the "ping
+        // of death"). Refragmenting it would wrap the 13-bit offset field.
+        return Err(Malformed::BadLength);
+    }
     Ok(IpSummary {
         version: 4,
         src: u128::from(u32::from_be_bytes([buf[12], buf[13], buf[14], buf[15]])),
@@ -223,22 +228,31 @@ fn copied_options(opts: &[u8], out: &mut [u8; 40]) -> usize {
 /// building each fragment in `scratch` and handing it to `emit`. Works on packets that are
 /// fragments already (offsets and MF are carried over). Returns the number of fragments, or
 /// `None` when the MTU is too small to carry 8 bytes of payload beside the header, or
-/// `scratch` is smaller than `mtu`.
+/// `scratch` is smaller than `mtu`, or (a caller's bug, refused rather than a panic) the header
+/// lengths are not those of a checked packet.
 pub fn fragment_v4(
     pkt: &[u8],
     mtu: usize,
     scratch: &mut [u8],
     mut emit: impl FnMut(&[u8]),
 ) -> Option<usize> {
+    if pkt.len() < IPV4_HEADER_LEN {
+        return None;
+    }
     let ihl = usize::from(pkt[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([pkt[2], pkt[3]]));
-    if scratch.len() < mtu || total > pkt.len() || ihl > total {
+    if scratch.len() < mtu || total > pkt.len() || ihl > total || ihl < IPV4_HEADER_LEN {
         return None;
     }
     let flags_frag = u16::from_be_bytes([pkt[6], pkt[7]]);
     let base_offset = usize::from(flags_frag & 0x1fff) * 8;
     let last_mf = flags_frag & 0x2000 != 0;
     let payload = &pkt[ihl..total];
+    if base_offset + payload.len() > 0xffff {
+        // Offsets of the pieces would not fit the 13-bit field (`IpSummary::parse` refuses
+        // such a fragment already).
+        return None;
+    }
     let mut later_opts = [0u8; 40];
     let later_opts_len = copied_options(&pkt[IPV4_HEADER_LEN..ihl], &mut later_opts);
     let mut done = 0;
@@ -376,6 +390,47 @@ pub(crate) mod tests {
         let mut q = v6_packet(0, 9);
         decrement_ttl(&mut q, 6);
         assert_eq!(q[7], 8);
+    }
+
+    /// Regression (fuzz target `pipeline_ingress`): a header whose IHL is below 5 (here 1, what
+    /// a partial checksum completed over the IP header left in byte 0) made `fragment_v4` panic
+    /// slicing its options (`pkt[20..4]`), in a data plane worker. It is refused instead.
+    #[test]
+    fn fragmenting_a_broken_header_is_refused_not_a_panic() {
+        let mut p = v4_packet(1600, false, 64);
+        p[0] = 0xf1;
+        let mut scratch = vec![0u8; 1500];
+        assert_eq!(
+            fragment_v4(&p, 1400, &mut scratch, |_| panic!("no fragment")),
+            None
+        );
+        assert_eq!(
+            fragment_v4(&p[..3], 1400, &mut scratch, |_| panic!("no fragment")),
+            None
+        );
+    }
+
+    /// Regression (fuzz target `wire_parsers`): a fragment at offset 8191 (65 528 bytes) with
+    /// 1 376 bytes of payload ends beyond 65 535. Fragmenting it again to 576 bytes wrapped the
+    /// 13-bit offset of its pieces (66 080 / 8 written as 544 / 8), turning an impossible
+    /// fragment into plausible ones at the start of a datagram. Such a fragment is malformed,
+    /// and `fragment_v4` refuses it.
+    #[test]
+    fn a_fragment_ending_beyond_64k_is_malformed_and_not_refragmented() {
+        let mut p = v4_packet(1376, false, 64);
+        p[6..8].copy_from_slice(&0x3fffu16.to_be_bytes()); // MF, offset 8191
+        set_v4_checksum(&mut p[..20]);
+        assert_eq!(IpSummary::parse(&p, true), Err(Malformed::BadLength));
+        let mut scratch = vec![0u8; 576];
+        assert_eq!(
+            fragment_v4(&p, 576, &mut scratch, |_| panic!("no fragment")),
+            None
+        );
+        // The last fragment that fits: it ends at exactly 65 535.
+        let mut q = v4_packet(65_535 - 65_528, false, 64);
+        q[6..8].copy_from_slice(&0x1fffu16.to_be_bytes());
+        set_v4_checksum(&mut q[..20]);
+        assert!(IpSummary::parse(&q, true).is_ok());
     }
 
     #[test]

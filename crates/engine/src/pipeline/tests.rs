@@ -460,6 +460,42 @@ fn inconsistent_virtio_headers_are_malformed() {
     );
 }
 
+/// Regression (fuzz target `pipeline_ingress`): a partial checksum (`NEEDS_CSUM`) starting at
+/// offset 0 passed validation; the packet, too big for the MTU with DF clear, was to be
+/// fragmented, and completing the checksum first wrote it over the IPv4 version and length,
+/// after which `fragment_v4` panicked. Such a header is malformed.
+#[test]
+fn a_partial_checksum_inside_the_ip_header_is_malformed() {
+    let mut l = lab_with(1_000_000_000, None, 1400);
+    for start in [0u16, 10, 19] {
+        let mut p = v4("10.1.0.10", "10.2.0.10", PROTO_UDP, 1600, 64, false);
+        let v = VirtioHdr {
+            flags: virtio::F_NEEDS_CSUM,
+            csum_start: start,
+            csum_offset: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            l.eg.process(0, &v, &mut p, &mut l.reply),
+            Verdict::Drop(DropReason::MalformedVirtio),
+            "csum_start {start}"
+        );
+        assert_eq!(p[0], 0x45, "the packet is untouched");
+    }
+    // At the transport header, as the kernel sends it: fragmented.
+    let mut p = v4("10.1.0.10", "10.2.0.10", PROTO_UDP, 1600, 64, false);
+    let v = VirtioHdr {
+        flags: virtio::F_NEEDS_CSUM,
+        csum_start: 20,
+        csum_offset: 6,
+        ..Default::default()
+    };
+    assert!(matches!(
+        l.eg.process(0, &v, &mut p, &mut l.reply),
+        Verdict::Fragment { .. }
+    ));
+}
+
 #[test]
 fn shaper_holds_the_rate_and_counts_the_excess() {
     // 10 Mbit/s, 1 ms burst floor of 70 000 bytes: offer 1 s worth of 1500-byte packets at

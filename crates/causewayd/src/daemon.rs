@@ -109,13 +109,9 @@ impl State {
             return restart("[metrics]");
         }
         let same_gateways = new.gateways.len() == old.gateways.len()
-            && new
-                .gateways
-                .iter()
-                .zip(&old.gateways)
-                .all(|(n, o)| {
-                    n.name == o.name && n.gateway_type == o.gateway_type && n.shaping == o.shaping
-                });
+            && new.gateways.iter().zip(&old.gateways).all(|(n, o)| {
+                n.name == o.name && n.gateway_type == o.gateway_type && n.shaping == o.shaping
+            });
         if !same_gateways {
             return restart("the list of gateways (names, types, shaping)");
         }

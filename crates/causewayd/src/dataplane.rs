@@ -760,7 +760,10 @@ impl Dataplane {
                         Some(esp),
                         Some(tunnel_params(
                             ipsec,
-                            rates(sku, self.shaping.get(c.gateway_index).copied().unwrap_or(true)),
+                            rates(
+                                sku,
+                                self.shaping.get(c.gateway_index).copied().unwrap_or(true),
+                            ),
                         )),
                         ipsec.mtu as usize,
                         ready,

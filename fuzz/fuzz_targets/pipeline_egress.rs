@@ -1,0 +1,5 @@
+//! cargo-fuzz target `pipeline_egress`: see `causeway_fuzz::pipeline` (fuzz/src/pipeline.rs) for the
+//! input layout and what is checked, docs/RELIABILITY.md for how to run it.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| causeway_fuzz::pipeline::egress(data));

@@ -1,5 +1,5 @@
 //! The harnesses behind Causeway's fuzz targets (`fuzz/fuzz_targets/*.rs` are one line each:
-//! they call `run` here), shared with the seed generator (`src/bin/seeds.rs`) and with the
+//! they call `run` here), shared with the seed generator (`examples/seeds.rs`) and with the
 //! corpus replay test (`tests/corpus.rs`), which runs every committed seed through its harness
 //! on a plain stable `cargo test`.
 //!

@@ -7,6 +7,11 @@
 # of every test), then once more alone with CAUSEWAY_E2E_OFFLOAD=off (`offload = false` on
 # every interface). With extra cargo test args, only the first run happens.
 #
+# Last, a bounded smoke run of every cargo-fuzz target (scripts/fuzz.sh smoke: each target for
+# CAUSEWAY_FUZZ_SMOKE_SECS seconds, 12 by default, from the committed seeds and regression
+# inputs; docs/RELIABILITY.md). It installs cargo-fuzz the first time and builds the targets
+# in fuzz/target (a few minutes once, seconds after). Skipped with extra cargo test args.
+#
 # Usage: scripts/test.sh [--lint] [-- extra cargo test args]
 #   --lint   also run `cargo fmt --check` and `cargo clippy --all-targets -D warnings`
 set -euo pipefail
@@ -47,3 +52,6 @@ if (($#)); then
 fi
 log "running the end-to-end tests again (pass 2 of 2: TUN offloads off, CAUSEWAY_E2E_OFFLOAD=off)"
 CAUSEWAY_E2E_OFFLOAD=off cargo test --profile ci -p causewayd --test e2e -- --test-threads=2
+
+log "fuzz smoke: every cargo-fuzz target for ${CAUSEWAY_FUZZ_SMOKE_SECS:-12} s (scripts/fuzz.sh smoke)"
+"$here/fuzz.sh" smoke

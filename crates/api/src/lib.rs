@@ -240,6 +240,31 @@ pub struct Stats {
     /// stage, zeros included. Absent from older daemons' answers (then empty).
     #[serde(default)]
     pub stages: Vec<StageStats>,
+    /// The IKE responder/initiator's datagram counters (present when a Vpn gateway exists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ike: Option<IkeStats>,
+}
+
+/// What the IKE thread did with the datagrams it received on UDP 500 and (after the NAT-T
+/// switch, with the non-ESP marker) on UDP 4500.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct IkeStats {
+    /// Datagrams handed to the IKE engine.
+    pub datagrams: u64,
+    /// IKE_SA_INIT requests answered with a COOKIE instead of creating state (more than
+    /// 64 half-open SAs).
+    pub cookies_sent: u64,
+    /// Half-open responder SAs now (IKE_SA_INIT answered, IKE_AUTH not yet; 30 s at most).
+    pub half_open: u64,
+    /// Dropped datagrams by reason: `malformed`, `unknown_peer`, `unknown_sa`, `auth_failed`,
+    /// `half_open_full`, `ignored`, `queue_full`; every reason present, zeros included.
+    pub drops: BTreeMap<String, u64>,
+}
+
+impl IkeStats {
+    pub fn total_drops(&self) -> u64 {
+        self.drops.values().sum()
+    }
 }
 
 /// The latency histogram of one packet-processing stage (`egress_pipeline`, `ingress_pipeline`,

@@ -547,6 +547,38 @@ fn stats_table(s: &Stats) -> String {
         out.push('\n');
         out.push_str(&table(&esp));
     }
+    if let Some(i) = &s.ike {
+        let nz: Vec<String> = i
+            .drops
+            .iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let rows = vec![
+            vec![
+                "IKE".to_string(),
+                "DATAGRAMS".into(),
+                "COOKIES SENT".into(),
+                "HALF-OPEN".into(),
+                "DROPS".into(),
+                "BY REASON".into(),
+            ],
+            vec![
+                "ike".to_string(),
+                i.datagrams.to_string(),
+                i.cookies_sent.to_string(),
+                i.half_open.to_string(),
+                i.total_drops().to_string(),
+                if nz.is_empty() {
+                    "-".into()
+                } else {
+                    nz.join(" ")
+                },
+            ],
+        ];
+        out.push('\n');
+        out.push_str(&table(&rows));
+    }
     out
 }
 

@@ -481,6 +481,7 @@ mod tests {
                         },
                         gateways: vec![],
                         stages: vec![],
+                        ike: None,
                     })
                 }
                 Request::Resize { gateway, sku, .. } if sku == "HighPerformance" => {

@@ -459,6 +459,7 @@ impl State {
             },
             gateways,
             stages: crate::metrics::stage_stats(&self.shared.stages),
+            ike: self.shared.ike_counters.as_ref().map(|c| c.snapshot()),
         }
     }
 }

@@ -48,7 +48,7 @@ use crate::capture::Capture;
 use crate::config::{
     Config, ConnectionConfig, ConnectionKind, InterfaceConfig, IpsecConfig, Keying, ManualSa,
 };
-use crate::ike::{IkeCmd, IkePeer, IkeRuntime, IkeViews, IKE_PORT};
+use crate::ike::{IkeCmd, IkeCounters, IkePeer, IkeRuntime, IkeViews, IKE_INBOX, IKE_PORT};
 use crate::seqlease::SeqLease;
 use crate::tunnel::{EspState, InboundCmd, InboundEntry, Outbound, TunnelTx};
 use crate::worker::{Dir, Half, Output, TunnelInputs, Worker};
@@ -119,6 +119,8 @@ pub struct Shared {
     pub live: Arc<Vec<LiveLimits>>,
     /// IKE state of the IKE-keyed tunnels: (slot, view).
     pub ike: Option<IkeViews>,
+    /// The IKE thread's datagram counters.
+    pub ike_counters: Option<Arc<IkeCounters>>,
     pub vnet_offload: bool,
     /// `causeway capture` sessions, shared with the workers.
     pub capture: Arc<Capture>,
@@ -486,7 +488,7 @@ impl Dataplane {
         // the shared state names the IKE views.
         let tunnel_waker = Arc::new(Waker::new().context("eventfd")?);
         let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
-        let inbox = std::sync::mpsc::channel();
+        let inbox = std::sync::mpsc::sync_channel(IKE_INBOX);
         let ike_waker = Arc::new(Waker::new().context("eventfd")?);
         let mut ike = None;
         if vpn_gateway.is_some() {
@@ -502,6 +504,7 @@ impl Dataplane {
             vnet: vnet_counters.clone(),
             gateways: gateway_counters.clone(),
             ike: ike.as_ref().map(|r: &IkeRuntime| r.views.clone()),
+            ike_counters: ike.as_ref().map(|r: &IkeRuntime| r.counters.clone()),
             live: live.clone(),
             vnet_offload: vnet_tun.vnet_hdr(),
             capture: capture.clone(),
@@ -568,7 +571,7 @@ impl Dataplane {
                 ike: dp
                     .ike
                     .as_ref()
-                    .map(|_| (inbox.0.clone(), ike_waker.clone())),
+                    .map(|r| (inbox.0.clone(), ike_waker.clone(), r.counters.clone())),
                 gateway,
             };
             dp.workers.push(

@@ -13,10 +13,11 @@
 //! initiates at once when configured to), a removed one has its IKE SA deleted (a Delete sent
 //! to the peer) and its Child SAs removed from the data plane.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -28,7 +29,7 @@ use causeway_engine::prefix::Prefix;
 use causeway_esp::encap::NON_ESP_MARKER;
 use causeway_esp::{Cipher, InboundSa, KeyMaterial, OutboundSa, ReplayWindow};
 use causeway_ike::crypto::{EncrAlg, EspKeys, EspProposal, IntegAlg, SecretBytes, SystemRandom};
-use causeway_ike::engine::{Endpoint, Event, PeerConfig};
+use causeway_ike::engine::{Counters, Endpoint, Event, PeerConfig};
 use causeway_ike::wire::TrafficSelector;
 use causeway_sys::poll::{wait_readable, Waker};
 use causeway_sys::udp::UdpSocket;
@@ -79,12 +80,51 @@ pub enum IkeCmd {
 /// A datagram for the IKE engine: (local address, remote address, IKE message).
 pub type IkeDatagram = (SocketAddr, SocketAddr, Vec<u8>);
 
+/// How many IKE messages received on port 4500 may wait for the IKE thread; more are dropped
+/// and counted (`queue_full`), so a flood cannot grow memory (legitimate IKE traffic is a few
+/// messages per exchange).
+pub const IKE_INBOX: usize = 1024;
+
+/// The IKE counters the control thread reads: the engine's, published by the IKE thread after
+/// every wake-up, and the tunnel worker's count of messages the full inbox refused.
+#[derive(Default)]
+pub struct IkeCounters {
+    engine: Mutex<(Counters, usize)>,
+    pub queue_full: AtomicU64,
+}
+
+impl IkeCounters {
+    /// For `causeway stats` and `/metrics`.
+    pub fn snapshot(&self) -> causeway_api::IkeStats {
+        let (c, half_open) = *self.engine.lock().unwrap_or_else(|e| e.into_inner());
+        let drops: BTreeMap<String, u64> = [
+            ("malformed", c.malformed),
+            ("unknown_peer", c.unknown_peer),
+            ("unknown_sa", c.unknown_sa),
+            ("auth_failed", c.auth_failed),
+            ("half_open_full", c.half_open_full),
+            ("ignored", c.ignored),
+            ("queue_full", self.queue_full.load(Ordering::Relaxed)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        causeway_api::IkeStats {
+            datagrams: c.datagrams,
+            cookies_sent: c.cookies_sent,
+            half_open: half_open as u64,
+            drops,
+        }
+    }
+}
+
 /// The running IKE thread.
 pub struct IkeRuntime {
     cmds: Sender<IkeCmd>,
     pub waker: Arc<Waker>,
     /// By IKE peer index (the order of `IkePeer`s), with the connection index.
     pub views: IkeViews,
+    pub counters: Arc<IkeCounters>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -153,6 +193,7 @@ pub fn start(
 ) -> Result<IkeRuntime> {
     let stop = Arc::new(AtomicBool::new(false));
     let views = Arc::new(Mutex::new(Vec::new()));
+    let counters = Arc::new(IkeCounters::default());
     let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
     let ctx = Ctx {
         endpoint: Endpoint::new(Vec::new(), Box::new(SystemRandom), Instant::now()),
@@ -162,6 +203,7 @@ pub fn start(
         inbound,
         tunnel_waker,
         views: views.clone(),
+        counters: counters.clone(),
     };
     let (w, s) = (waker.clone(), stop.clone());
     let thread = std::thread::Builder::new()
@@ -172,6 +214,7 @@ pub fn start(
         cmds: cmd_tx,
         waker,
         views,
+        counters,
         stop,
         thread: Some(thread),
     })
@@ -224,6 +267,7 @@ struct Ctx {
     inbound: Sender<InboundCmd>,
     tunnel_waker: Arc<Waker>,
     views: IkeViews,
+    counters: Arc<IkeCounters>,
 }
 
 /// How often traffic is reported to the engine (fine enough for byte lifetimes of a few MB).
@@ -502,6 +546,12 @@ impl Ctx {
             .filter_map(|(i, t)| Some((t.as_ref()?.peer.conn, view(&self.endpoint, i))))
             .collect();
         *self.views.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *self
+            .counters
+            .engine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) =
+            (self.endpoint.counters(), self.endpoint.half_open());
     }
 }
 

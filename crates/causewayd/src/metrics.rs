@@ -462,10 +462,44 @@ pub fn render(status: &Status, stats: &Stats) -> String {
     );
     uptime.add(&[], stats.uptime_secs);
 
+    let mut ike_datagrams = Family::new(
+        "causeway_ike_datagrams_total",
+        "counter",
+        "IKE datagrams received (UDP 500, and UDP 4500 with the non-ESP marker).",
+    );
+    let mut ike_cookies = Family::new(
+        "causeway_ike_cookies_sent_total",
+        "counter",
+        "IKE_SA_INIT requests answered with a COOKIE instead of creating state.",
+    );
+    let mut ike_half_open = Family::new(
+        "causeway_ike_half_open",
+        "gauge",
+        "Half-open responder IKE SAs (IKE_SA_INIT answered, IKE_AUTH not yet).",
+    );
+    let mut ike_drops = Family::new(
+        "causeway_ike_drops_total",
+        "counter",
+        "IKE datagrams dropped, by reason.",
+    );
+    if let Some(i) = &stats.ike {
+        ike_datagrams.add(&[], i.datagrams);
+        ike_cookies.add(&[], i.cookies_sent);
+        ike_half_open.add(&[], i.half_open);
+        for (reason, n) in &i.drops {
+            ike_drops.add(&[("reason", reason.as_str())], *n);
+        }
+    }
+
     let mut out = String::with_capacity(16 * 1024);
     c.write(&mut out);
     for f in [&bps, &pps, &up, &out_seq, &in_seq, &ike, &uptime] {
         f.write(&mut out);
+    }
+    if stats.ike.is_some() {
+        for f in [&ike_datagrams, &ike_cookies, &ike_half_open, &ike_drops] {
+            f.write(&mut out);
+        }
     }
     write_stages(&mut out, &stats.stages);
     out
@@ -610,6 +644,17 @@ mod tests {
                 },
             ],
             stages: stages(),
+            ike: Some(causeway_api::IkeStats {
+                datagrams: 12,
+                cookies_sent: 3,
+                half_open: 1,
+                drops: [
+                    ("malformed".to_string(), 2),
+                    ("unknown_peer".to_string(), 1),
+                ]
+                .into_iter()
+                .collect(),
+            }),
         };
         (status, stats)
     }
@@ -710,6 +755,11 @@ mod tests {
             "causeway_tunnel_ike_state{gateway=\"vpn-gw\",connection=\"s2s-1\",state=\"Connected\"} 1",
             "causeway_tunnel_ike_state{gateway=\"vpn-gw\",connection=\"s2s-1\",state=\"Connecting\"} 0",
             "causeway_uptime_seconds 3",
+            "causeway_ike_datagrams_total 12",
+            "causeway_ike_cookies_sent_total 3",
+            "causeway_ike_half_open 1",
+            "causeway_ike_drops_total{reason=\"malformed\"} 2",
+            "causeway_ike_drops_total{reason=\"unknown_peer\"} 1",
             "# TYPE causeway_drops_total counter",
             "# TYPE causeway_uptime_seconds gauge",
         ] {

@@ -5,7 +5,7 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use causeway_wire::virtio::VirtioHdr;
 
 use crate::capture::{Capture, CaptureDir};
 use crate::dataplane::{Shared, Topology};
-use crate::ike::IkeDatagram;
+use crate::ike::{IkeCounters, IkeDatagram};
 use crate::tunnel::{open_drop, GsoBuf, Inbound, InboundCmd, TunnelTx, TxFail};
 
 /// Largest packet a TUN read can return: a 64 KB super-packet plus its virtio header.
@@ -755,7 +755,8 @@ pub(crate) struct TunnelInputs {
     /// SA changes from the IKE thread and from reloads.
     pub cmds: Receiver<InboundCmd>,
     /// Where IKE messages that arrive on port 4500 go (the IKE thread and its waker).
-    pub ike: Option<(Sender<IkeDatagram>, Arc<Waker>)>,
+    /// A full inbox refuses the message, counted in the IKE counters' `queue_full`.
+    pub ike: Option<(SyncSender<IkeDatagram>, Arc<Waker>, Arc<IkeCounters>)>,
     /// The Vpn gateway (counts datagrams that match no tunnel).
     pub gateway: usize,
 }
@@ -907,12 +908,18 @@ impl Worker {
                         // last possibly shorter): each is handled on its own.
                         let size = segment.map_or(read.len(), usize::from).max(1);
                         for data in read.chunks_mut(size) {
-                            if let (Some(Udp4500::Ike(msg)), Some((inbox, waker))) =
+                            if let (Some(Udp4500::Ike(msg)), Some((inbox, waker, counters))) =
                                 (classify_udp4500(data), &t.ike)
                             {
                                 // IKE on port 4500 (after the NAT-T switch): for the IKE thread.
-                                let _ = inbox.send((socket.local_addr(), src, msg.to_vec()));
-                                let _ = waker.wake();
+                                match inbox.try_send((socket.local_addr(), src, msg.to_vec())) {
+                                    Err(TrySendError::Full(_)) => {
+                                        counters.queue_full.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    _ => {
+                                        let _ = waker.wake();
+                                    }
+                                }
                                 continue;
                             }
                             self.tunnel_datagram(

@@ -24,7 +24,9 @@ pub(super) enum Close {
 impl Endpoint {
     /// Dispatches one received datagram.
     pub(super) fn on_datagram(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        self.counters.datagrams += 1;
         let Ok(msg) = Message::decode(data) else {
+            self.counters.malformed += 1;
             return;
         };
         let h = msg.header;
@@ -40,6 +42,7 @@ impl Endpoint {
         // names us in SPIr.
         let ours = if h.flags.initiator { h.spi_r } else { h.spi_i };
         let Some(mut sa) = self.sas.remove(&ours) else {
+            self.counters.unknown_sa += 1;
             return;
         };
         self.on_protected(&mut sa, local, remote, data, &msg);
@@ -79,9 +82,11 @@ impl Endpoint {
             || h.spi_r != sa.spi_r()
             || sa.crypto.is_none()
         {
+            self.counters.unknown_sa += 1;
             return;
         }
         let Some(payloads) = self.open(sa, data, msg) else {
+            self.counters.auth_failed += 1;
             return;
         };
         let now = self.now;
@@ -91,6 +96,7 @@ impl Endpoint {
                 .as_ref()
                 .is_some_and(|o| o.message_id == h.message_id && o.exchange == h.exchange_type);
             if !matches || sa.state == IkeState::Closed {
+                self.counters.ignored += 1;
                 return;
             }
             sa.last_heard = now;

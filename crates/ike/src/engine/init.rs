@@ -10,7 +10,7 @@ use super::proposals::{
 use super::state::{
     nonce_less, ChildOffer, ChildState, Handshake, IkeSa, IkeState, Outstanding, Request, SaCrypto,
 };
-use super::{Endpoint, Event, PeerConfig, Transmit, IKE_PORT, NATT_PORT};
+use super::{Endpoint, Event, PeerConfig, Transmit, IKE_PORT, MAX_HALF_OPEN, NATT_PORT};
 use crate::crypto::{
     nat_detection_hash, psk_auth, signed_octets, verify_psk_auth, ChildSaKeys, DhGroup, IkeSaKeys,
     SharedSecret, NAT_DETECTION_HASH_LEN,
@@ -224,9 +224,11 @@ impl Endpoint {
     pub(super) fn on_init_response(&mut self, remote: SocketAddr, data: &[u8], msg: &Message) {
         let h = msg.header;
         if h.message_id != 0 || h.flags.initiator {
+            self.counters.malformed += 1;
             return;
         }
         let Some(mut sa) = self.sas.remove(&h.spi_i) else {
+            self.counters.unknown_sa += 1;
             return;
         };
         if sa.state == IkeState::InitSent
@@ -234,6 +236,8 @@ impl Endpoint {
             && remote.ip().to_canonical() == sa.remote.ip().to_canonical()
         {
             self.process_init_response(&mut sa, data, msg);
+        } else {
+            self.counters.ignored += 1;
         }
         self.put_back(sa);
     }
@@ -359,6 +363,7 @@ impl Endpoint {
     ) {
         let h = msg.header;
         if h.message_id != 0 || !h.flags.initiator || h.spi_r != 0 || h.spi_i == 0 {
+            self.counters.malformed += 1;
             return;
         }
         let from = remote.ip().to_canonical();
@@ -378,8 +383,10 @@ impl Endpoint {
                         remote,
                         data,
                     });
+                    return;
                 }
             }
+            self.counters.ignored += 1;
             return;
         }
         let Some(peer) = self
@@ -388,6 +395,7 @@ impl Endpoint {
             .find(|(_, p)| p.config.remote.to_canonical() == from)
             .map(|(index, _)| index)
         else {
+            self.counters.unknown_peer += 1;
             return;
         };
         let (Some(Payload::Sa(sa_p)), Some(Payload::Ke(ke)), Some(Payload::Nonce(ni))) = (
@@ -395,14 +403,15 @@ impl Endpoint {
             msg.payload(wire::PayloadType::KE),
             msg.payload(wire::PayloadType::NONCE),
         ) else {
+            self.counters.malformed += 1;
             return;
         };
         let now = self.now;
-        let half_open = self
-            .sas
-            .values()
-            .filter(|s| s.state == IkeState::InitDone)
-            .count();
+        let half_open = self.half_open_count();
+        if half_open >= MAX_HALF_OPEN {
+            self.counters.half_open_full += 1;
+            return;
+        }
         if half_open >= self.half_open_limit {
             let valid = msg
                 .notify(NotifyType::COOKIE)
@@ -417,6 +426,7 @@ impl Endpoint {
                     &h,
                     Notify::with_data(NotifyType::COOKIE, cookie),
                 );
+                self.counters.cookies_sent += 1;
                 return;
             }
         }
@@ -452,6 +462,7 @@ impl Endpoint {
         };
         let Ok(g_ir) = proposal.dh.shared(&dh, &ke.data) else {
             // An invalid public value: nothing sensible to answer.
+            self.counters.ignored += 1;
             return;
         };
         let spi = self.new_ike_spi();

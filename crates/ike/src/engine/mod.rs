@@ -105,6 +105,36 @@ pub const IKE_PORT: u16 = 500;
 pub const NATT_PORT: u16 = 4500;
 /// Default number of half-open responder SAs above which IKE_SA_INIT requests need a cookie.
 pub const DEFAULT_HALF_OPEN_LIMIT: usize = 64;
+/// Hard bound on half-open responder SAs: above it even requests with a valid cookie are
+/// dropped (and counted), so that a flood from a configured peer's address that echoes our
+/// cookies still cannot grow memory without bound (each half-open SA lives 30 s at most).
+pub const MAX_HALF_OPEN: usize = 1024;
+
+/// What the endpoint did with the datagrams it was given: every datagram is counted in
+/// `datagrams`; one dropped for one of the reasons below is counted once more, in that field.
+/// (A request that fails a check deeper in an exchange is answered with an error notification
+/// and is not counted here.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Datagrams handed to [`Endpoint::handle_datagram`].
+    pub datagrams: u64,
+    /// Not an IKEv2 message (header or payload chain does not decode), or an IKE_SA_INIT
+    /// request without the payloads or header fields it must have.
+    pub malformed: u64,
+    /// IKE_SA_INIT request from an address that is no configured peer.
+    pub unknown_peer: u64,
+    /// No IKE SA with that SPI, or the header does not match the SA (SPIs, roles, state).
+    pub unknown_sa: u64,
+    /// The encrypted payload did not authenticate or decrypt.
+    pub auth_failed: u64,
+    /// IKE_SA_INIT requests answered with a COOKIE (no state kept).
+    pub cookies_sent: u64,
+    /// IKE_SA_INIT requests dropped because [`MAX_HALF_OPEN`] half-open SAs exist.
+    pub half_open_full: u64,
+    /// Authenticated or well-formed but unusable: late duplicates, responses to nothing
+    /// outstanding, requests out of the window, invalid key exchange values.
+    pub ignored: u64,
+}
 /// Default first retransmission timeout; it doubles at every retransmission.
 pub const DEFAULT_RETRANSMIT_BASE: Duration = Duration::from_millis(500);
 /// Default number of times a request is sent (the first time and the retransmissions) before
@@ -324,6 +354,7 @@ pub struct Endpoint {
     /// The latest time given to any entry point.
     now: Instant,
     closed: bool,
+    counters: Counters,
 }
 
 /// How long a cookie secret lives (cookies stay valid for twice this).
@@ -358,6 +389,7 @@ impl Endpoint {
             dup_check: BTreeSet::new(),
             now,
             closed: false,
+            counters: Counters::default(),
         };
         endpoint.on_timeout(now);
         endpoint.finish();
@@ -374,8 +406,25 @@ impl Endpoint {
     /// and how many times a request is sent in all before the peer counts as unreachable
     /// (1 to 16).
     pub fn set_retransmission(&mut self, base: Duration, transmissions: u32) {
-        self.retransmit_base = base.min(Duration::from_secs(3600));
+        self.retransmit_base = base.clamp(Duration::from_millis(1), Duration::from_secs(3600));
         self.transmissions = transmissions.clamp(1, 16);
+    }
+
+    /// What became of the datagrams received so far (see [`Counters`]).
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The number of half-open responder SAs (IKE_SA_INIT answered, IKE_AUTH not yet).
+    pub fn half_open(&self) -> usize {
+        self.half_open_count()
+    }
+
+    fn half_open_count(&self) -> usize {
+        self.sas
+            .values()
+            .filter(|s| s.state == state::IkeState::InitDone)
+            .count()
     }
 
     /// The number of peer index slots: every index handed out so far, removed peers included

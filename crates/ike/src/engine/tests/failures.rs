@@ -291,6 +291,56 @@ fn half_open_limit_counts_half_open_sas() {
     assert!(sim.link_up(1));
 }
 
+/// An IKE_SA_INIT flood from the configured peer's address (copies of a real request with
+/// fresh initiator SPIs): the responder keeps `limit` half-open SAs and answers the rest with
+/// stateless cookies; even a flood that echoes cookies stops at MAX_HALF_OPEN. Every datagram
+/// is counted.
+#[test]
+fn init_flood_is_answered_with_cookies_and_half_open_sas_are_bounded() {
+    use crate::engine::{Counters, MAX_HALF_OPEN};
+    let (a, b) = configs(0);
+    let mut sim = Sim::pair(a, b, 190);
+    sim.set_filter(|_| Verdict::Drop);
+    sim.run_for(Duration::from_millis(10));
+    let request = sim.sent[0].clone();
+    assert_eq!(request.exchange(), ExchangeType::IKE_SA_INIT);
+    let now = sim.now;
+    let flood = |ep: &mut crate::engine::Endpoint, n: u64, first: u64| {
+        for i in 0..n {
+            let mut data = request.udp.clone();
+            data[..8].copy_from_slice(&(first + i).to_be_bytes());
+            ep.handle_datagram(now, request.dst, request.src, &data);
+            while ep.poll_transmit().is_some() {}
+        }
+    };
+    let ep = &mut sim.nodes[1].ep;
+    ep.set_half_open_limit(8);
+    flood(ep, 100, 1 << 40);
+    assert_eq!(ep.half_open(), 8);
+    let c = ep.counters();
+    assert_eq!(
+        c,
+        Counters {
+            datagrams: 100,
+            cookies_sent: 92,
+            ..Counters::default()
+        }
+    );
+    // Garbage and a stranger are counted too.
+    ep.handle_datagram(now, request.dst, request.src, &[0u8; 3]);
+    let stranger = "192.0.2.77:500".parse().unwrap();
+    let mut data = request.udp.clone();
+    data[..8].copy_from_slice(&7u64.to_be_bytes());
+    ep.handle_datagram(now, request.dst, stranger, &data);
+    let c = ep.counters();
+    assert_eq!((c.datagrams, c.malformed, c.unknown_peer), (102, 1, 1));
+    // A flooder that could echo cookies: the hard bound holds.
+    ep.set_half_open_limit(usize::MAX);
+    flood(ep, MAX_HALF_OPEN as u64 + 50, 1 << 50);
+    assert_eq!(ep.half_open(), MAX_HALF_OPEN);
+    assert_eq!(ep.counters().half_open_full, 58);
+}
+
 #[test]
 fn unknown_peer_is_ignored() {
     let (a, mut b) = configs(0);

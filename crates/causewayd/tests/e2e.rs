@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use causeway_api::{Request, Stats, Status};
 
+#[path = "e2e/hostile.rs"]
+mod hostile;
+
 /// Labs share the machine: a throughput test takes this exclusively (no other lab runs beside
 /// it, so its measurement is its own), every other lab takes it shared.
 static MACHINE: RwLock<()> = RwLock::new(());

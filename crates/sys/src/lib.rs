@@ -7,6 +7,8 @@
 //! - [`link`]: interface configuration through iproute2's `ip`, and a cheap link-state query.
 //! - [`udp`]: UDP sockets for the ESP-in-UDP underlay: batched I/O (`sendmmsg`/`recvmmsg`), UDP
 //!   GSO and GRO, created in a named network namespace.
+//! - [`packet`]: packet sockets bound to one interface, to put raw IP packets onto it and to
+//!   capture what crosses it (for the tests).
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment. Linux only.
 #![warn(missing_docs)]
@@ -16,6 +18,7 @@ mod names;
 
 pub mod link;
 pub mod netns;
+pub mod packet;
 pub mod poll;
 pub mod tun;
 pub mod udp;

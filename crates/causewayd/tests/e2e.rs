@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use causeway_api::{Request, Stats, Status};
 
+#[path = "e2e/faults.rs"]
+mod faults;
 #[path = "e2e/hostile.rs"]
 mod hostile;
 
@@ -131,6 +133,16 @@ fn remove_stale() {
             }
         }
     });
+}
+
+/// A process's resident memory, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS for pid {pid}"))
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -1972,6 +1984,8 @@ struct IkeSpec<'a> {
     far_psk: &'a str,
     /// strongSwan write-config options beyond the basics.
     ss_opts: &'a [&'a str],
+    /// A's (and Causeway B's) VPN SKU.
+    sku: &'a str,
 }
 
 impl Default for IkeSpec<'_> {
@@ -1984,6 +1998,7 @@ impl Default for IkeSpec<'_> {
             b_extra: "",
             far_psk: PSK,
             ss_opts: &[],
+            sku: "VpnGw1",
         }
     }
 }
@@ -2090,7 +2105,8 @@ impl IkeLab {
             "10.3.0.0/16",
             spec.a_initiates,
             spec.a_extra,
-        );
+        )
+        .replace("sku = \"VpnGw1\"", &format!("sku = \"{}\"", spec.sku));
         write_config(&lab.config_a, &a);
         match spec.far {
             Far::StrongSwan => {
@@ -2141,7 +2157,8 @@ impl IkeLab {
                     !spec.a_initiates,
                     spec.b_extra,
                 )
-                .replace(PSK, spec.far_psk);
+                .replace(PSK, spec.far_psk)
+                .replace("sku = \"VpnGw1\"", &format!("sku = \"{}\"", spec.sku));
                 let cb = lab.dir.join("b.toml");
                 write_config(&cb, &b);
                 lab.b = Some(Daemon::start(

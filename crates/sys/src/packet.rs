@@ -1,8 +1,11 @@
-//! Packet sockets (`AF_PACKET`, `SOCK_DGRAM`) bound to one interface: what [`PacketSocket::send`]
-//! writes goes onto the interface exactly as given, past the IP stack (no routing, no checksum or
-//! length fix-ups), and [`PacketSocket::recv`] sees every IP packet the interface sends or
-//! receives. The tests use them to put malformed packets onto a TUN (the daemon reads them as if
-//! a host had sent them) and to capture datagrams on a veth; the daemon does not.
+//! Packet sockets (`AF_PACKET`) bound to one interface: what [`PacketSocket::send`] writes goes
+//! onto the interface exactly as given, past the IP stack (no routing, no checksum or length
+//! fix-ups), and [`PacketSocket::recv`] sees every packet the interface sends or receives. With
+//! [`PacketSocket::bind`] and [`PacketSocket::sender`] they carry IP packets (`SOCK_DGRAM`);
+//! with [`PacketSocket::bind_frames`] whole link-layer frames (`SOCK_RAW`, Ethernet header
+//! included). The tests use them to put malformed packets onto a TUN (the daemon reads them as
+//! if a host had sent them), to capture datagrams on a veth, and to relay frames between two
+//! veths with loss and reordering (the lab kernel has no netem); the daemon does not.
 
 use std::ffi::CString;
 use std::io;
@@ -14,7 +17,11 @@ use std::time::Duration;
 pub struct PacketSocket {
     fd: OwnedFd,
     ifindex: i32,
+    frames: bool,
 }
+
+/// The `sll_pkttype` of a frame the interface sent (not received).
+const PACKET_OUTGOING: u8 = 4;
 
 const ETH_P_ALL: u16 = 0x0003;
 const ETH_P_IP: u16 = 0x0800;
@@ -24,16 +31,22 @@ impl PacketSocket {
     /// Opens a packet socket on `ifname` in the calling thread's network namespace (use
     /// [`crate::netns::run_in`] for another one) that receives every IP packet of the interface.
     pub fn bind(ifname: &str) -> io::Result<PacketSocket> {
-        PacketSocket::open(ifname, true)
+        PacketSocket::open(ifname, true, false)
+    }
+
+    /// Like [`PacketSocket::bind`], with whole frames: [`PacketSocket::recv`] returns them with
+    /// their link-layer header and [`PacketSocket::send`] takes them so.
+    pub fn bind_frames(ifname: &str) -> io::Result<PacketSocket> {
+        PacketSocket::open(ifname, true, true)
     }
 
     /// Like [`PacketSocket::bind`], for sending only: it receives nothing (so it costs nothing
     /// while the interface is busy).
     pub fn sender(ifname: &str) -> io::Result<PacketSocket> {
-        PacketSocket::open(ifname, false)
+        PacketSocket::open(ifname, false, false)
     }
 
-    fn open(ifname: &str, receive: bool) -> io::Result<PacketSocket> {
+    fn open(ifname: &str, receive: bool, frames: bool) -> io::Result<PacketSocket> {
         let name = CString::new(ifname)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name with NUL"))?;
         // SAFETY: `name` is a valid C string for the duration of the call.
@@ -50,7 +63,11 @@ impl PacketSocket {
         let fd = unsafe {
             libc::socket(
                 libc::AF_PACKET,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                if frames {
+                    libc::SOCK_RAW
+                } else {
+                    libc::SOCK_DGRAM
+                } | libc::SOCK_CLOEXEC,
                 i32::from(proto),
             )
         };
@@ -60,7 +77,11 @@ impl PacketSocket {
         // SAFETY: `fd` was just returned by socket(2) and is owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         if !receive {
-            return Ok(PacketSocket { fd, ifindex });
+            return Ok(PacketSocket {
+                fd,
+                ifindex,
+                frames,
+            });
         }
         let sll = sockaddr(ifindex, ETH_P_ALL);
         // SAFETY: `sll` is a fully initialised sockaddr_ll and its size is passed with it.
@@ -74,12 +95,19 @@ impl PacketSocket {
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(PacketSocket { fd, ifindex })
+        Ok(PacketSocket {
+            fd,
+            ifindex,
+            frames,
+        })
     }
 
-    /// Sends one IP packet (IPv4 or IPv6, by its first nibble) onto the interface, as it is.
+    /// Sends one IP packet (IPv4 or IPv6, by its first nibble), or one frame for a socket of
+    /// [`PacketSocket::bind_frames`], onto the interface, as it is.
     pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
-        let proto = if packet.first().is_some_and(|b| b >> 4 == 6) {
+        let proto = if self.frames {
+            ETH_P_ALL
+        } else if packet.first().is_some_and(|b| b >> 4 == 6) {
             ETH_P_IPV6
         } else {
             ETH_P_IP
@@ -105,6 +133,16 @@ impl PacketSocket {
     /// Receives the next packet (sent or received by the interface) into `buf`, waiting at
     /// most `timeout`; `None` when none came.
     pub fn recv(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
+        Ok(self.recv_from(buf, timeout)?.map(|(n, _)| n))
+    }
+
+    /// Like [`PacketSocket::recv`], also telling whether the interface sent the packet
+    /// (`true`) rather than received it.
+    pub fn recv_from(
+        &self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> io::Result<Option<(usize, bool)>> {
         let tv = libc::timeval {
             tv_sec: timeout.as_secs() as libc::time_t,
             tv_usec: timeout.subsec_micros().max(1) as libc::suseconds_t,
@@ -122,8 +160,20 @@ impl PacketSocket {
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
-        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let mut from = sockaddr(0, 0);
+        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: recvfrom writes at most `buf.len()` bytes into `buf` and at most `len` bytes
+        // into `from`, both ours.
+        let n = unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+                (&mut from as *mut libc::sockaddr_ll).cast(),
+                &mut len,
+            )
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
@@ -131,7 +181,7 @@ impl PacketSocket {
                 _ => Err(e),
             };
         }
-        Ok(Some(n as usize))
+        Ok(Some((n as usize, from.sll_pkttype == PACKET_OUTGOING)))
     }
 }
 

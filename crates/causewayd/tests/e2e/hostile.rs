@@ -280,15 +280,6 @@ fn udp_in_errors(netns: &str) -> u64 {
         .unwrap()
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// Every counted drop except the shaper's (which legitimate traffic may cause).
 fn hostile_drops(d: &causeway_api::DirStats) -> u64 {
     d.drops

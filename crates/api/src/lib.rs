@@ -51,6 +51,85 @@ pub enum Request {
     /// change that needs a restart, is refused whole and the running config stays. Answered
     /// with what changed in `reload`.
     Reload,
+    /// The active flows of each gateway (or of `gateway`), the `top` (default
+    /// [`FLOWS_DEFAULT_TOP`], at most [`FLOWS_MAX_TOP`]) with the most bytes first. Answered in
+    /// `flows`.
+    Flows {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        top: Option<u32>,
+    },
+}
+
+/// Flows listed per gateway when a `flows` request names no `top`.
+pub const FLOWS_DEFAULT_TOP: u32 = 20;
+/// The most flows listed per gateway.
+pub const FLOWS_MAX_TOP: u32 = 10_000;
+
+/// The body of `POST /v1/flows` (the fields of [`Request::Flows`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowsBody {
+    #[serde(default)]
+    pub gateway: Option<String>,
+    #[serde(default)]
+    pub top: Option<u32>,
+}
+
+/// The flows of one gateway (`causeway flows`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayFlows {
+    pub gateway: String,
+    #[serde(rename = "type")]
+    pub gateway_type: String,
+    /// The table's counts and limits.
+    pub counts: FlowCounts,
+    /// The `top` flows with the most bytes (both directions), most first.
+    pub flows: Vec<FlowEntry>,
+}
+
+/// One flow. `src` is the side that sent its first packet (the initiator), `dst` the other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowEntry {
+    /// `tcp`, `udp`, `icmp`, `icmpv6` or the protocol number.
+    pub protocol: String,
+    pub src: String,
+    pub dst: String,
+    /// Ports (TCP/UDP) or the ICMP identifier (both fields); 0 for other protocols.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// `tcp_handshake`, `tcp_established`, `tcp_closing`, `udp`, `udp_stream`, `icmp`, `other`.
+    pub state: String,
+    /// Wire packets and bytes from the initiator (`orig`) and from the other side (`reply`).
+    pub packets_orig: u64,
+    pub packets_reply: u64,
+    pub bytes_orig: u64,
+    pub bytes_reply: u64,
+    /// Since the first packet, and since the last one, in seconds.
+    pub age_secs: f64,
+    pub idle_secs: f64,
+    /// Seconds left before the flow expires if idle.
+    pub expires_in_secs: f64,
+    /// The connection its last packet used (None: not known).
+    pub connection: Option<String>,
+}
+
+/// Counts and limits of a gateway's flow table (in `causeway stats` and `causeway flows`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowCounts {
+    /// Flows held now (expired ones not yet swept included).
+    pub active: u64,
+    /// Limit of concurrent flows (the SKU's, or the config's lower `max_flows`).
+    pub max_flows: u64,
+    /// Limit of new flows per second (None: not limited).
+    pub new_flows_per_sec: Option<u64>,
+    /// Flows created and expired since the daemon started.
+    pub created: u64,
+    pub expired: u64,
+    /// Packets refused: table full, and above the new-flow rate (also in the drops by reason
+    /// `flow_table_full` and `new_flow_rate`).
+    pub refused_full: u64,
+    pub refused_rate: u64,
 }
 
 /// What a reload changed (`POST /v1/reload`).
@@ -96,6 +175,9 @@ pub struct Response {
     /// `reload`: what changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload: Option<ReloadResult>,
+    /// `flows`: per gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flows: Option<Vec<GatewayFlows>>,
 }
 
 impl Response {
@@ -107,6 +189,7 @@ impl Response {
             stats: None,
             captured: None,
             reload: None,
+            flows: None,
         }
     }
 }
@@ -274,6 +357,9 @@ pub struct GatewayStats {
     pub egress: DirStats,
     pub ingress: DirStats,
     pub connections: Vec<ConnectionStats>,
+    /// The gateway's flow table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flows: Option<FlowCounts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -378,6 +464,14 @@ pub fn http_request(req: &Request) -> (&'static str, String, Vec<u8>) {
             }),
         ),
         Request::Reload => ("POST", "/v1/reload".into(), Vec::new()),
+        Request::Flows { gateway, top } => (
+            "POST",
+            "/v1/flows".into(),
+            json(&FlowsBody {
+                gateway: gateway.clone(),
+                top: *top,
+            }),
+        ),
     }
 }
 
@@ -412,6 +506,7 @@ pub fn from_http(req: &Request, code: u16, body: &[u8]) -> std::io::Result<Respo
         stats: None,
         captured: None,
         reload: None,
+        flows: None,
     };
     match req {
         Request::Status | Request::Resize { .. } => {
@@ -426,6 +521,7 @@ pub fn from_http(req: &Request, code: u16, body: &[u8]) -> std::io::Result<Respo
             )
         }
         Request::Reload => r.reload = Some(serde_json::from_slice(body).map_err(bad)?),
+        Request::Flows { .. } => r.flows = Some(serde_json::from_slice(body).map_err(bad)?),
     }
     Ok(r)
 }

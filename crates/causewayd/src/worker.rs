@@ -36,6 +36,11 @@ const BATCH: usize = 128;
 const UDP_BATCH: usize = 64;
 /// With UDP GRO a read can hold up to 64 KB of coalesced datagrams.
 const UDP_BUF: usize = 65_535;
+/// Slots of each gateway's flow table the incremental sweep examines per wake-up (about 5 µs
+/// under the table's lock; see `FlowTable::expire`).
+const FLOW_SWEEP_BUDGET: usize = 1024;
+/// A TUN worker wakes at least this often to sweep the flow tables, traffic or not.
+const FLOW_SWEEP_EVERY_NS: u64 = 100_000_000;
 
 /// Where a connection's packets go.
 #[derive(Clone)]
@@ -101,6 +106,14 @@ impl Half {
             Half::Egress(e) => e.set_connections(now, c),
             Half::Ingress(i) => i.set_connections(now, c),
         }
+    }
+
+    /// The flow tables' incremental sweep, [`FLOW_SWEEP_BUDGET`] slots of each.
+    fn expire_flows(&self, now: u64) {
+        match self {
+            Half::Egress(e) => e.expire_flows(now, FLOW_SWEEP_BUDGET),
+            Half::Ingress(i) => i.expire_flows(now, FLOW_SWEEP_BUDGET),
+        };
     }
 }
 
@@ -479,11 +492,21 @@ impl Worker {
                 Dir::Ingress => &outputs[0],
             }
         };
-        while self.wait(&fds, &mut ready, held.next_release()) {
+        let mut next_sweep = self.now() + FLOW_SWEEP_EVERY_NS;
+        loop {
+            let deadline = held
+                .next_release()
+                .map_or(next_sweep, |t| t.min(next_sweep));
+            if !self.wait(&fds, &mut ready, Some(deadline)) {
+                break;
+            }
             self.release(held, b, &output, dir);
             if self.stale() {
                 return Next::Refresh;
             }
+            let now = self.now();
+            half.expire_flows(now);
+            next_sweep = now + FLOW_SWEEP_EVERY_NS;
             for (input, tun) in inputs.iter().enumerate() {
                 if !ready[input] {
                     continue;
@@ -859,6 +882,7 @@ impl Worker {
         };
         while self.wait(&fds, &mut ready, held.next_release()) {
             ing.apply_live(self.now(), live);
+            ing.expire_flows(self.now(), FLOW_SWEEP_BUDGET);
             if self.stale() {
                 self.release(held, b, &output, Dir::Ingress);
                 return Next::Refresh;

@@ -161,6 +161,21 @@ impl From<Refused> for DropReason {
     }
 }
 
+/// Which of `workers` workers must handle `pkt` (an IP packet) so that every packet of its
+/// flow, in both directions, and the ICMP errors about it, go to the same one: the
+/// direction-independent flow key hashed by [`flow::worker_of`]. `None` for a packet that does
+/// not parse.
+///
+/// Flow affinity in the daemon today: each input (the VNet TUN, the circuit TUNs, the
+/// underlay sockets) is read by exactly one worker, which forwards in arrival order (the
+/// shaper's held packets too), so the packets of one flow in one direction are never reordered;
+/// both directions update the one entry of the gateway's shared table. A data plane with
+/// several workers per direction (multi-queue TUNs) must steer by this function.
+pub fn flow_worker(pkt: &[u8], workers: usize) -> Option<usize> {
+    let s = IpSummary::parse(pkt, false).ok()?;
+    Some(flow::worker_of(flow::classify(pkt, &s).key(), workers))
+}
+
 /// Rule 10: counts the packet on its flow, or says why a new flow is refused.
 #[inline]
 fn track_flow(

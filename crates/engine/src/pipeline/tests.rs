@@ -1139,3 +1139,46 @@ fn without_a_table_nothing_is_tracked_or_refused() {
     }
     assert_eq!(l.eg.expire_flows(0, 64), 0);
 }
+
+proptest! {
+    /// Affinity: a packet, its reply and an ICMP error about it are steered to the same worker
+    /// (whatever the number of workers), and through the two halves they are one flow entry.
+    #[test]
+    fn a_flow_and_its_reply_are_one_entry_and_one_worker(
+        a in 0u16..=u16::MAX, b in 0u16..=u16::MAX, host in 1u8..=250, tcp in any::<bool>(),
+        workers in 1usize..=16,
+    ) {
+        let (mut l, flows) = flow_lab(100, None);
+        let vnet = format!("10.1.0.{host}");
+        let (mut out, mut back) = if tcp {
+            (tcp4(&vnet, a, "10.2.0.10", b, SYN, 0), tcp4("10.2.0.10", b, &vnet, a, SYN | ACK, 0))
+        } else {
+            (udp4(&vnet, a, "10.2.0.10", b, 10), udp4("10.2.0.10", b, &vnet, a, 10))
+        };
+        let w = flow_worker(&out, workers).unwrap();
+        prop_assert!(w < workers);
+        prop_assert_eq!(flow_worker(&back, workers), Some(w));
+        // A port unreachable about `out`, from on-premises.
+        let mut quoted = out.clone();
+        quoted.truncate(28);
+        let mut err = v4("10.2.0.10", &vnet, PROTO_ICMP, 8 + quoted.len(), 64, false);
+        err[20] = 3;
+        err[21] = 3;
+        err[28..].copy_from_slice(&quoted);
+        prop_assert_eq!(flow_worker(&err, workers), Some(w));
+        prop_assert!(forwarded(l.eg.process(1, &plain(), &mut out, &mut l.reply)));
+        prop_assert!(forwarded(l.ing.process(2, 0, &plain(), &mut back, &mut l.reply)));
+        prop_assert!(forwarded(l.ing.process(3, 0, &plain(), &mut err, &mut l.reply)));
+        let t = lock_flows(&flows);
+        prop_assert_eq!(t.len(), 1);
+        let f = t.iter(3).next().unwrap();
+        // The error is counted on the flow, in the reply direction.
+        prop_assert_eq!(f.packets, [1, 2]);
+    }
+}
+
+#[test]
+fn flow_worker_refuses_garbage() {
+    assert_eq!(flow_worker(&[0x45, 0, 0], 4), None);
+    assert_eq!(flow_worker(&[], 4), None);
+}

@@ -1083,6 +1083,69 @@ mod tests {
     use super::*;
     use std::path::Path;
 
+    #[test]
+    fn flow_limits_are_the_skus_lowered_by_the_config() {
+        let (c, _) = fixture("valid.toml");
+        let mut g = c.gateways[0].clone();
+        g.max_flows = None;
+        g.max_new_flows_per_sec = None;
+        let l = flow_limits(&g, Sku::ErStandard);
+        assert_eq!((l.max_flows, l.new_flows_per_sec), (200_000, Some(7_000)));
+        let l = flow_limits(&g, Sku::ErGwScale(3));
+        assert_eq!((l.max_flows, l.new_flows_per_sec), (300_000, Some(21_000)));
+        let vpn = Sku::VpnGw {
+            generation: 1,
+            az: false,
+        };
+        let l = flow_limits(&g, vpn);
+        assert_eq!(
+            (l.max_flows, l.new_flows_per_sec),
+            (causeway_engine::flow::DEFAULT_MAX_FLOWS, None)
+        );
+        g.max_flows = Some(20);
+        g.max_new_flows_per_sec = Some(50);
+        let l = flow_limits(&g, Sku::ErStandard);
+        assert_eq!((l.max_flows, l.new_flows_per_sec), (20, Some(50)));
+        // A lower limit than the config's after a resize: the smaller applies.
+        g.max_flows = Some(150_000);
+        g.max_new_flows_per_sec = Some(10_000);
+        let l = flow_limits(&g, Sku::ErGwScale(1));
+        assert_eq!((l.max_flows, l.new_flows_per_sec), (100_000, Some(7_000)));
+        // A VPN SKU publishes no rate: the config's is the one.
+        let l = flow_limits(&g, vpn);
+        assert_eq!((l.max_flows, l.new_flows_per_sec), (150_000, Some(10_000)));
+    }
+
+    #[test]
+    fn update_flows_applies_only_changes_and_keeps_the_flows() {
+        let (c, _) = fixture("valid.toml");
+        let g = &c.gateways[0];
+        let flows: SharedFlows = Arc::new(std::sync::Mutex::new(FlowTable::new(
+            flow_limits(g, Sku::ErStandard),
+            FlowTimeouts::default(),
+            FlowHasher::with_seed(1),
+            0,
+        )));
+        let pk = causeway_engine::flow::PacketKey::new(4, 17, (1, 1000), (2, 53), 0);
+        lock_flows(&flows)
+            .lookup_or_insert(0, &pk, 1, 100)
+            .expect("admitted");
+        let small = FlowLimits {
+            max_flows: 1,
+            new_flows_per_sec: Some(1),
+        };
+        let t = FlowTimeouts {
+            udp: Duration::from_secs(5),
+            ..FlowTimeouts::default()
+        };
+        update_flows(&flows, 10, small, t);
+        let table = lock_flows(&flows);
+        assert_eq!(table.max_flows(), 1);
+        assert_eq!(table.new_flows_per_sec(), Some(1));
+        assert_eq!(table.timeouts().udp, Duration::from_secs(5));
+        assert_eq!(table.len(), 1);
+    }
+
     fn fixture(name: &str) -> (Config, String) {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/config")

@@ -278,3 +278,67 @@ fn new_flows_above_max_new_flows_per_sec_are_dropped_and_counted() {
     assert_eq!(f.created, received as u64);
     assert_eq!(f.refused_rate, (ATTEMPTS - received) as u64);
 }
+
+#[test]
+fn reload_and_resize_move_the_flow_limits_and_the_flows_stay() {
+    let lab = Lab::new(LabSpec {
+        sku: "sku = \"Standard\"\nmax_flows = 3",
+        ..LabSpec::default()
+    });
+    let server = echo_server(&lab.onprem);
+    let refused = |n: usize| {
+        let (extra, failed) = connect_many(&lab.vnet, server, n, Duration::from_millis(1200));
+        assert!(
+            extra.is_empty(),
+            "a connection beyond the limit got through"
+        );
+        failed
+    };
+    let (mut conns, failed) = connect_many(&lab.vnet, server, 3, Duration::from_secs(3));
+    assert_eq!((conns.len(), failed), (3, 0));
+    assert_eq!(refused(1), 1);
+
+    // A reload raises max_flows to 5 and the established timeout to 10 minutes, live.
+    let text0 = std::fs::read_to_string(&lab.config).unwrap();
+    let edited = text0.replacen(
+        "max_flows = 3",
+        "max_flows = 5\n[gateway.flow_timeouts]\ntcp_established = \"10m\"",
+        1,
+    );
+    assert_ne!(edited, text0);
+    std::fs::write(&lab.config, &edited).unwrap();
+    let o = cli_reload(&lab.socket);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(gateway_flows(&lab.stats()).max_flows, 5);
+    let (more, failed) = connect_many(&lab.vnet, server, 2, Duration::from_secs(3));
+    assert_eq!((more.len(), failed), (2, 0));
+    conns.extend(more);
+    assert_eq!(refused(1), 1);
+    let o = cli(&lab, &["flows", "--top", "10", "-o", "json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for f in v[0]["flows"].as_array().unwrap() {
+        if f["state"] == "tcp_established" {
+            let left = f["expires_in_secs"].as_f64().unwrap();
+            assert!(left > 300.0 && left <= 600.0, "{f}");
+        }
+    }
+
+    // A resize keeps the config's lower limit (5 < HighPerformance's 400 000)...
+    let o = cli(&lab, &["gateway", "resize", "er-gw", "HighPerformance"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let f = gateway_flows(&lab.stats());
+    assert_eq!((f.max_flows, f.new_flows_per_sec), (5, Some(14_000)));
+    // ...and without it the SKU's limit applies; every flow is still there and carries data.
+    std::fs::write(&lab.config, edited.replacen("max_flows = 5\n", "", 1)).unwrap();
+    let o = cli_reload(&lab.socket);
+    assert!(o.status.success(), "{}", text(&o));
+    let f = gateway_flows(&lab.stats());
+    assert_eq!((f.max_flows, f.active), (400_000, 5));
+    for (i, c) in conns.iter_mut().enumerate() {
+        exchange(c, format!("after the resize {i}").as_bytes())
+            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+    }
+    let (more, failed) = connect_many(&lab.vnet, server, 3, Duration::from_secs(3));
+    assert_eq!((more.len(), failed), (3, 0), "the limit is the SKU's now");
+}

@@ -571,6 +571,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn flows_request_and_response_over_http() {
+        let all = Request::Flows {
+            gateway: None,
+            top: None,
+        };
+        let (m, p, b) = http_request(&all);
+        assert_eq!((m, p.as_str()), ("POST", "/v1/flows"));
+        assert_eq!(
+            serde_json::from_slice::<FlowsBody>(&b).unwrap(),
+            FlowsBody::default()
+        );
+        let one = Request::Flows {
+            gateway: Some("er-gw".into()),
+            top: Some(5),
+        };
+        let (_, _, b) = http_request(&one);
+        assert_eq!(
+            serde_json::from_slice::<FlowsBody>(&b).unwrap(),
+            FlowsBody {
+                gateway: Some("er-gw".into()),
+                top: Some(5)
+            }
+        );
+        let body = br#"[{"gateway":"er-gw","type":"ExpressRoute","counts":{"active":1,"max_flows":20,"new_flows_per_sec":null,"created":1,"expired":0,"refused_full":0,"refused_rate":0},"flows":[{"protocol":"udp","src":"10.1.0.10","dst":"10.2.0.10","src_port":1,"dst_port":53,"state":"udp","packets_orig":1,"packets_reply":0,"bytes_orig":40,"bytes_reply":0,"age_secs":0.5,"idle_secs":0.5,"expires_in_secs":29.5,"connection":"circuit-1"}]}]"#;
+        let r = from_http(&one, 200, body).unwrap();
+        let f = r.flows.unwrap();
+        assert_eq!(f[0].counts.max_flows, 20);
+        assert_eq!(f[0].flows[0].connection.as_deref(), Some("circuit-1"));
+        let r = from_http(&one, 400, br#"{"error":"flows: no gateway `x`"}"#).unwrap();
+        assert!(r.error.unwrap().contains("no gateway"));
+        // Stats from a daemon without flow tables still parse.
+        let g: GatewayStats = serde_json::from_str(
+            r#"{"name":"g","type":"Vpn","sku":"VpnGw1","egress":{"packets":0,"bytes":0,"super_packets":0,"icmp_errors_sent":0,"icmp_rate_limited":0,"echo_replies":0,"drops":{}},"ingress":{"packets":0,"bytes":0,"super_packets":0,"icmp_errors_sent":0,"icmp_rate_limited":0,"echo_replies":0,"drops":{}},"connections":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(g.flows, None);
+    }
+
+    #[test]
     fn request_wire_format() {
         assert_eq!(
             serde_json::to_string(&Request::Status).unwrap(),

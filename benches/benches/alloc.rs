@@ -12,6 +12,11 @@
 //!    (50 000 egress, 50 000 ingress; 64/512/1400-byte UDP and 64 KB TCP super-packets, with one
 //!    packet in 1000 expiring so that the ICMP time-exceeded reply path runs too). (The pipeline
 //!    resets the TTL of each reused buffer, see `causeway_benches::Packet`.)
+//!    Then the same with the gateway's flow table (ExpressRoute Standard's, 200 000 flows,
+//!    shared by both halves), and a part of its own: 100 000 UDP packets of 60 000 flows (a new
+//!    port every other packet, replies on the same flows), with the clock running at 1 ms a
+//!    packet so that flows expire, and the incremental sweep (`expire_flows`) every 128
+//!    packets, as the workers call it: inserts, lookups, expiry and slot reuse.
 //! 2. ESP: for each cipher (aes128gcm16, aes256gcm16, chacha20poly1305) and inner packet of 64,
 //!    512 and 1400 bytes, 11 112 round trips (100 008 in all) of `OutboundSa::seal` then
 //!    `InboundSa::open` in the same buffer, each checked (sequence number, inner packet back
@@ -27,8 +32,11 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use causeway_benches::esp::{self, CIPHERS, SIZES};
-use causeway_benches::{lab, packets, tcp_super_v4, udp_v4_ttl, Dir, NOW_STEP_NS, TCP_SEGMENTS};
-use causeway_engine::pipeline::Verdict;
+use causeway_benches::{
+    lab, lab_flows, packets, tcp_super_v4, udp_v4_port, udp_v4_ttl, Dir, Lab, NOW_STEP_NS,
+    TCP_SEGMENTS,
+};
+use causeway_engine::pipeline::{lock_flows, Verdict};
 use causeway_esp::HEADROOM;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
@@ -186,7 +194,63 @@ struct Tally {
 
 /// Part 1: the ExpressRoute pipeline. Ok(true) when nothing was allocated.
 fn pipeline() -> Result<bool, String> {
-    let mut l = lab();
+    pipeline_of(lab(), "pipeline")
+}
+
+/// Part 1 with the gateway's flow table.
+fn pipeline_with_flows() -> Result<bool, String> {
+    pipeline_of(lab_flows(), "pipeline+flows")
+}
+
+/// Many flows: creation, lookup, expiry and the sweep. Ok(true) when nothing was allocated.
+fn flow_churn() -> Result<bool, String> {
+    let mut l = lab_flows();
+    let mut out = udp_v4_port(Dir::Egress, 64, 0);
+    let mut back = udp_v4_port(Dir::Ingress, 64, 0);
+    let mut now = 0u64;
+    let mut run = |n: u64, tally: &mut Tally| {
+        for i in 0..n {
+            now += 1_000_000;
+            let port = (((i / 2) % 60_000) as u16).to_be_bytes();
+            let (dir, p) = if i % 2 == 0 {
+                out.bytes[20..22].copy_from_slice(&port);
+                (Dir::Egress, &mut out)
+            } else {
+                back.bytes[22..24].copy_from_slice(&port);
+                (Dir::Ingress, &mut back)
+            };
+            p.reset();
+            match black_box(l.process(dir, now, p)) {
+                Verdict::Forward { .. } => tally.forwarded += 1,
+                _ => tally.other += 1,
+            }
+            if i % 128 == 127 {
+                black_box(l.eg.expire_flows(now, 1024));
+            }
+        }
+    };
+    run(WARM_UP, &mut Tally::default());
+    let mut tally = Tally::default();
+    let before = Counts::now();
+    run(PACKETS, &mut tally);
+    let counts = Counts::now().since(before);
+    let stats = l
+        .flows
+        .as_ref()
+        .map(|f| lock_flows(f).stats())
+        .unwrap_or_default();
+    println!(
+        "flow churn: {PACKETS} packets: {} forwarded, {} other; flows created {}, expired {}",
+        tally.forwarded, tally.other, stats.created, stats.expired
+    );
+    counts.report(PACKETS, "flow churn");
+    if tally.other != 0 || stats.expired == 0 {
+        return Err("every packet should be forwarded, and flows should expire".into());
+    }
+    Ok(counts.is_zero())
+}
+
+fn pipeline_of(mut l: Lab, what: &str) -> Result<bool, String> {
     let mut egress = packets(Dir::Egress);
     let mut ingress = packets(Dir::Ingress);
     let mut expiring = [
@@ -230,14 +294,14 @@ fn pipeline() -> Result<bool, String> {
     let counts = Counts::now().since(before);
 
     println!(
-        "pipeline: {PACKETS} packets through Egress/Ingress::process after {WARM_UP} of warm-up: \
+        "{what}: {PACKETS} packets through Egress/Ingress::process after {WARM_UP} of warm-up: \
          {} forwarded, {} ICMP replies, {} other verdicts",
         tally.forwarded, tally.replies, tally.other
     );
-    counts.report(PACKETS, "pipeline");
+    counts.report(PACKETS, what);
     let gw = &l.gateway;
     let wire = gw.egress.packets.get() + gw.ingress.packets.get();
-    println!("pipeline: wire packets counted by the gateway: {wire}");
+    println!("{what}: wire packets counted by the gateway: {wire}");
     if tally.other != 0 || tally.replies == 0 {
         return Err("unexpected verdicts (every packet should be forwarded or answered)".into());
     }
@@ -414,6 +478,8 @@ fn main() -> ExitCode {
     let mut failed = false;
     for (name, part) in [
         ("pipeline", pipeline as fn() -> Result<bool, String>),
+        ("pipeline with the flow table", pipeline_with_flows),
+        ("flow churn", flow_churn),
         ("esp", esp_seal_open),
         ("tunnel offloads", tunnel_offloads),
     ] {

@@ -12,6 +12,10 @@
 //!   header checksum) from the template; the packet itself is not copied.
 //! - `er_batch/udp64_x128`: a batch of 128 64-byte packets each way, as the daemon's workers
 //!   handle them per wake-up; throughput in packets (elements).
+//! - `er_egress_flows/*`, `er_ingress_flows/*`, `er_batch_flows/*`: the same with the gateway's
+//!   flow table (ExpressRoute Standard: 200 000 flows), shared by both halves behind its mutex
+//!   as in the daemon: one lock, a lookup and the flow's counters per packet. The batch uses
+//!   128 flows (one per port), each seen both ways.
 //! - `shaper/*`: `Shaper::schedule` alone, one call per iteration, at the ErGwScale 40 limits
 //!   (40 Gbit/s and 4 Mpps) with the clock advancing at the SKU's own pace (never refused), and
 //!   bits/s only. Throughput in packets (elements).
@@ -19,7 +23,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use causeway_benches::{forwarded_now, lab, packets, udp_v4, Dir, NOW_STEP_NS};
+use causeway_benches::{
+    forwarded_now, lab, lab_flows, packets, udp_v4_port, Dir, Lab, NOW_STEP_NS,
+};
 use causeway_engine::shaper::{BurstPolicy, Shaper};
 use causeway_engine::sku::Sku;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -31,11 +37,19 @@ fn config() -> Criterion {
         .sample_size(30)
 }
 
+/// The lab without a flow table, and with one (ExpressRoute Standard's, shared by both halves).
+const LABS: [(&str, fn() -> Lab); 2] = [("", lab), ("_flows", lab_flows)];
+
 fn pipeline(c: &mut Criterion) {
-    for (group_name, dir) in [("er_egress", Dir::Egress), ("er_ingress", Dir::Ingress)] {
+    for (group_name, dir, make) in [
+        ("er_egress", Dir::Egress, LABS[0].1),
+        ("er_ingress", Dir::Ingress, LABS[0].1),
+        ("er_egress_flows", Dir::Egress, LABS[1].1),
+        ("er_ingress_flows", Dir::Ingress, LABS[1].1),
+    ] {
         let mut group = c.benchmark_group(group_name);
         for (name, mut pkt) in packets(dir) {
-            let mut l = lab();
+            let mut l = make();
             let len = pkt.len();
             group.throughput(Throughput::Bytes(len as u64));
             let mut now = 0u64;
@@ -57,32 +71,46 @@ fn pipeline(c: &mut Criterion) {
 
 fn batch(c: &mut Criterion) {
     const BATCH: usize = 128;
-    let mut group = c.benchmark_group("er_batch");
-    group.throughput(Throughput::Elements(2 * BATCH as u64));
-    let mut l = lab();
-    let mut out: Vec<_> = (0..BATCH).map(|_| udp_v4(Dir::Egress, 64)).collect();
-    let mut back: Vec<_> = (0..BATCH).map(|_| udp_v4(Dir::Ingress, 64)).collect();
-    let mut now = 0u64;
-    group.bench_function("udp64_x128_each_way", |b| {
-        b.iter(|| {
-            let mut forwarded = 0usize;
-            for p in out.iter_mut() {
-                now += NOW_STEP_NS;
-                p.reset();
-                let v = l.process(Dir::Egress, now, p);
-                forwarded += usize::from(forwarded_now(&v, now, 64));
+    for (suffix, make) in LABS {
+        let mut group = c.benchmark_group(format!("er_batch{suffix}"));
+        group.throughput(Throughput::Elements(2 * BATCH as u64));
+        let mut l = make();
+        // With a flow table: 128 flows (a port each), both directions of each.
+        let port = |i: usize| {
+            if suffix.is_empty() {
+                40_000
+            } else {
+                40_000 + i as u16
             }
-            for p in back.iter_mut() {
-                now += NOW_STEP_NS;
-                p.reset();
-                let v = l.process(Dir::Ingress, now, p);
-                forwarded += usize::from(forwarded_now(&v, now, 64));
-            }
-            assert_eq!(forwarded, 2 * BATCH);
-            black_box(forwarded)
-        })
-    });
-    group.finish();
+        };
+        let mut out: Vec<_> = (0..BATCH)
+            .map(|i| udp_v4_port(Dir::Egress, 64, port(i)))
+            .collect();
+        let mut back: Vec<_> = (0..BATCH)
+            .map(|i| udp_v4_port(Dir::Ingress, 64, port(i)))
+            .collect();
+        let mut now = 0u64;
+        group.bench_function("udp64_x128_each_way", |b| {
+            b.iter(|| {
+                let mut forwarded = 0usize;
+                for p in out.iter_mut() {
+                    now += NOW_STEP_NS;
+                    p.reset();
+                    let v = l.process(Dir::Egress, now, p);
+                    forwarded += usize::from(forwarded_now(&v, now, 64));
+                }
+                for p in back.iter_mut() {
+                    now += NOW_STEP_NS;
+                    p.reset();
+                    let v = l.process(Dir::Ingress, now, p);
+                    forwarded += usize::from(forwarded_now(&v, now, 64));
+                }
+                assert_eq!(forwarded, 2 * BATCH);
+                black_box(forwarded)
+            })
+        });
+        group.finish();
+    }
 }
 
 fn shaper(c: &mut Criterion) {

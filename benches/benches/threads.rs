@@ -7,12 +7,16 @@
 //! both at once on two threads (the daemon's `er-egress` and `er-ingress` workers). On an idle
 //! machine with two free cores, the concurrent figure should equal the solo one; a higher figure
 //! is the cost of cache lines written by both threads. Needs at least two cores to mean anything.
+//!
+//! Then again with the gateway's flow table (`lab_flows`): both halves lock the one table of the
+//! gateway for every packet, and the packets of both are the same flow (one entry written by
+//! both threads), the worst case of the shared table.
 
 use std::hint::black_box;
 use std::sync::Barrier;
 use std::time::Instant;
 
-use causeway_benches::{forwarded_now, lab, udp_v4, Dir, Lab, NOW_STEP_NS};
+use causeway_benches::{forwarded_now, lab, lab_flows, udp_v4, Dir, Lab, NOW_STEP_NS};
 
 const PACKETS: u64 = 5_000_000;
 const ROUNDS: usize = 3;
@@ -35,16 +39,29 @@ fn run(half: &mut Lab, dir: Dir) -> f64 {
 fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("threads: {cores} core(s) available; {PACKETS} 64-byte packets per half per round, best of {ROUNDS}");
+    for (what, make) in [
+        ("no flow table", lab as fn() -> Lab),
+        (
+            "one flow table shared by both halves (one flow, both ways)",
+            lab_flows,
+        ),
+    ] {
+        println!("{what}:");
+        measure(make);
+    }
+}
+
+fn measure(make: fn() -> Lab) {
     let mut solo = [f64::MAX; 2];
     let mut both = [f64::MAX; 2];
     for _ in 0..ROUNDS {
         // Each half alone (the other exists, shares its Arcs, but is idle).
-        let mut l = lab();
+        let mut l = make();
         solo[0] = solo[0].min(run(&mut l, Dir::Egress));
         solo[1] = solo[1].min(run(&mut l, Dir::Ingress));
 
         // Both at once, one thread each, as in the daemon.
-        let l = lab();
+        let l = make();
         let Lab { eg, ing, reply, .. } = l;
         let barrier = Barrier::new(2);
         let (e, i) = std::thread::scope(|s| {
@@ -56,6 +73,7 @@ fn main() {
                     ing: lab().ing,
                     reply,
                     gateway: Default::default(),
+                    flows: None,
                 };
                 b.wait();
                 run(&mut half, Dir::Egress)
@@ -66,6 +84,7 @@ fn main() {
                     ing,
                     reply: reply_i,
                     gateway: Default::default(),
+                    flows: None,
                 };
                 b.wait();
                 run(&mut half, Dir::Ingress)

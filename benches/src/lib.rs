@@ -13,12 +13,14 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use causeway_engine::flow::{FlowLimits, FlowTable, FlowTimeouts};
 use causeway_engine::pipeline::{
-    build, Connection, Egress, GatewaySpec, Ingress, PathCounters, PipelineSpec, Verdict, Vnet,
-    REPLY_BUF_LEN,
+    build, Connection, Egress, GatewaySpec, Ingress, PathCounters, PipelineSpec, SharedFlows,
+    Verdict, Vnet, REPLY_BUF_LEN,
 };
 use causeway_engine::prefix::Prefix;
 use causeway_engine::shaper::BurstPolicy;
+use causeway_engine::sku::Sku;
 use causeway_wire::ip::{self, PROTO_TCP, PROTO_UDP};
 use causeway_wire::virtio::{self, VirtioHdr};
 
@@ -42,6 +44,8 @@ pub struct Lab {
     pub ing: Ingress,
     pub reply: Vec<u8>,
     pub gateway: Arc<PathCounters>,
+    /// The gateway's flow table, shared by both halves (None: not tracked).
+    pub flows: Option<SharedFlows>,
 }
 
 fn prefix(s: &str) -> Prefix {
@@ -52,6 +56,41 @@ fn prefix(s: &str) -> Prefix {
 /// `10.2.0.0/16` with a 1500-byte MTU, shaped at `bits_per_sec` / `packets_per_sec` with the
 /// daemon's default burst policy.
 pub fn lab_with(bits_per_sec: u64, packets_per_sec: Option<u64>) -> Lab {
+    lab_spec(bits_per_sec, packets_per_sec, None)
+}
+
+/// A flow table as the daemon makes for an ExpressRoute Standard gateway (200 000 flows,
+/// 7 000 new flows/s, default timeouts).
+pub fn standard_flows() -> SharedFlows {
+    Arc::new(std::sync::Mutex::new(FlowTable::for_sku(
+        &Sku::ErStandard.limits(),
+        FlowTimeouts::default(),
+        0,
+    )))
+}
+
+/// The lab's gateway, unshaped, with a flow table of ExpressRoute Standard's limits
+/// ([`standard_flows`]) shared by both halves, as the daemon runs it.
+pub fn lab_flows() -> Lab {
+    lab_spec(UNSHAPED_BPS, None, Some(standard_flows()))
+}
+
+/// A flow table of `limits` (default timeouts).
+pub fn flows_of(limits: FlowLimits) -> SharedFlows {
+    Arc::new(std::sync::Mutex::new(FlowTable::new(
+        limits,
+        FlowTimeouts::default(),
+        causeway_engine::flow::FlowHasher::random(),
+        0,
+    )))
+}
+
+/// The lab's gateway with `flows` as its flow table.
+pub fn lab_spec(
+    bits_per_sec: u64,
+    packets_per_sec: Option<u64>,
+    flows: Option<SharedFlows>,
+) -> Lab {
     let vnet = Arc::new(Vnet {
         address_space: vec![prefix("10.1.0.0/16"), prefix("fd00:1::/48")],
         gateway_v4: [10, 1, 255, 4],
@@ -82,6 +121,7 @@ pub fn lab_with(bits_per_sec: u64, packets_per_sec: Option<u64>) -> Lab {
                 bits_per_sec,
                 packets_per_sec,
                 counters: gateway.clone(),
+                flows: flows.clone(),
             }],
             connections: vec![circuit],
             burst: BurstPolicy::default(),
@@ -94,6 +134,7 @@ pub fn lab_with(bits_per_sec: u64, packets_per_sec: Option<u64>) -> Lab {
         ing,
         reply: vec![0; REPLY_BUF_LEN],
         gateway,
+        flows,
     }
 }
 
@@ -179,6 +220,17 @@ fn v4_header(p: &mut [u8], dir: Dir, proto: u8, ttl: u8) {
 /// UDP checksum 0 (none), no offload in its virtio header.
 pub fn udp_v4(dir: Dir, total_len: usize) -> Packet {
     udp_v4_ttl(dir, total_len, 64)
+}
+
+/// As [`udp_v4`] with the VNet host's port `port` (instead of 40 000): one flow per port.
+pub fn udp_v4_port(dir: Dir, total_len: usize, port: u16) -> Packet {
+    let mut p = udp_v4(dir, total_len);
+    let at = match dir {
+        Dir::Egress => 20,
+        Dir::Ingress => 22,
+    };
+    p.bytes[at..at + 2].copy_from_slice(&port.to_be_bytes());
+    p
 }
 
 /// As [`udp_v4`] with a chosen TTL.

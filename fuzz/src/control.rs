@@ -91,6 +91,7 @@ impl Handler for Fake {
                     },
                     gateways: vec![],
                     stages: vec![],
+                    ike: None,
                 })
             }
             Request::Resize { sku, .. } if sku == "HighPerformance" => {
@@ -104,6 +105,7 @@ impl Handler for Fake {
                 r.error = Some(format!("capture: no connection named {connection}"))
             }
             Request::Reload => r.reload = Some(Default::default()),
+            Request::Flows { .. } => r.flows = Some(vec![]),
         }
         r
     }

@@ -106,17 +106,32 @@ pub fn spec(variant: u8) -> PipelineSpec {
         d.routing_weight = 10;
         connections.push(d);
     }
-    let gateway = |name: &str, bits, pps| GatewaySpec {
+    // The ExpressRoute gateway tracks flows in a small table (64 flows, 1000 new/s, a fixed
+    // hash seed: runs are reproducible) so that inputs reach its refusals too; the Vpn gateway
+    // tracks none.
+    let flows = |max_flows| {
+        Arc::new(std::sync::Mutex::new(causeway_engine::flow::FlowTable::new(
+            causeway_engine::flow::FlowLimits {
+                max_flows,
+                new_flows_per_sec: Some(1000),
+            },
+            causeway_engine::flow::FlowTimeouts::default(),
+            causeway_engine::flow::FlowHasher::with_seed(1),
+            0,
+        )))
+    };
+    let gateway = |name: &str, bits, pps, tracked: bool| GatewaySpec {
         name: name.into(),
         bits_per_sec: bits,
         packets_per_sec: pps,
         counters: Arc::new(PathCounters::default()),
+        flows: tracked.then(|| flows(64)),
     };
     PipelineSpec {
         vnet,
         gateways: vec![
-            gateway("er-gw", 10_000_000_000, Some(1_000_000)),
-            gateway("vpn-gw", 100_000_000, None),
+            gateway("er-gw", 10_000_000_000, Some(1_000_000), true),
+            gateway("vpn-gw", 100_000_000, None, false),
         ],
         connections,
         burst: BurstPolicy::default(),

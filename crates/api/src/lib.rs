@@ -51,6 +51,85 @@ pub enum Request {
     /// change that needs a restart, is refused whole and the running config stays. Answered
     /// with what changed in `reload`.
     Reload,
+    /// The active flows of each gateway (or of `gateway`), the `top` (default
+    /// [`FLOWS_DEFAULT_TOP`], at most [`FLOWS_MAX_TOP`]) with the most bytes first. Answered in
+    /// `flows`.
+    Flows {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        top: Option<u32>,
+    },
+}
+
+/// Flows listed per gateway when a `flows` request names no `top`.
+pub const FLOWS_DEFAULT_TOP: u32 = 20;
+/// The most flows listed per gateway.
+pub const FLOWS_MAX_TOP: u32 = 10_000;
+
+/// The body of `POST /v1/flows` (the fields of [`Request::Flows`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowsBody {
+    #[serde(default)]
+    pub gateway: Option<String>,
+    #[serde(default)]
+    pub top: Option<u32>,
+}
+
+/// The flows of one gateway (`causeway flows`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayFlows {
+    pub gateway: String,
+    #[serde(rename = "type")]
+    pub gateway_type: String,
+    /// The table's counts and limits.
+    pub counts: FlowCounts,
+    /// The `top` flows with the most bytes (both directions), most first.
+    pub flows: Vec<FlowEntry>,
+}
+
+/// One flow. `src` is the side that sent its first packet (the initiator), `dst` the other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowEntry {
+    /// `tcp`, `udp`, `icmp`, `icmpv6` or the protocol number.
+    pub protocol: String,
+    pub src: String,
+    pub dst: String,
+    /// Ports (TCP/UDP) or the ICMP identifier (both fields); 0 for other protocols.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// `tcp_handshake`, `tcp_established`, `tcp_closing`, `udp`, `udp_stream`, `icmp`, `other`.
+    pub state: String,
+    /// Wire packets and bytes from the initiator (`orig`) and from the other side (`reply`).
+    pub packets_orig: u64,
+    pub packets_reply: u64,
+    pub bytes_orig: u64,
+    pub bytes_reply: u64,
+    /// Since the first packet, and since the last one, in seconds.
+    pub age_secs: f64,
+    pub idle_secs: f64,
+    /// Seconds left before the flow expires if idle.
+    pub expires_in_secs: f64,
+    /// The connection its last packet used (None: not known).
+    pub connection: Option<String>,
+}
+
+/// Counts and limits of a gateway's flow table (in `causeway stats` and `causeway flows`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowCounts {
+    /// Flows held now (expired ones not yet swept included).
+    pub active: u64,
+    /// Limit of concurrent flows (the SKU's, or the config's lower `max_flows`).
+    pub max_flows: u64,
+    /// Limit of new flows per second (None: not limited).
+    pub new_flows_per_sec: Option<u64>,
+    /// Flows created and expired since the daemon started.
+    pub created: u64,
+    pub expired: u64,
+    /// Packets refused: table full, and above the new-flow rate (also in the drops by reason
+    /// `flow_table_full` and `new_flow_rate`).
+    pub refused_full: u64,
+    pub refused_rate: u64,
 }
 
 /// What a reload changed (`POST /v1/reload`).
@@ -96,6 +175,9 @@ pub struct Response {
     /// `reload`: what changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload: Option<ReloadResult>,
+    /// `flows`: per gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flows: Option<Vec<GatewayFlows>>,
 }
 
 impl Response {
@@ -107,6 +189,7 @@ impl Response {
             stats: None,
             captured: None,
             reload: None,
+            flows: None,
         }
     }
 }
@@ -299,6 +382,9 @@ pub struct GatewayStats {
     pub egress: DirStats,
     pub ingress: DirStats,
     pub connections: Vec<ConnectionStats>,
+    /// The gateway's flow table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flows: Option<FlowCounts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -403,6 +489,14 @@ pub fn http_request(req: &Request) -> (&'static str, String, Vec<u8>) {
             }),
         ),
         Request::Reload => ("POST", "/v1/reload".into(), Vec::new()),
+        Request::Flows { gateway, top } => (
+            "POST",
+            "/v1/flows".into(),
+            json(&FlowsBody {
+                gateway: gateway.clone(),
+                top: *top,
+            }),
+        ),
     }
 }
 
@@ -437,6 +531,7 @@ pub fn from_http(req: &Request, code: u16, body: &[u8]) -> std::io::Result<Respo
         stats: None,
         captured: None,
         reload: None,
+        flows: None,
     };
     match req {
         Request::Status | Request::Resize { .. } => {
@@ -451,6 +546,7 @@ pub fn from_http(req: &Request, code: u16, body: &[u8]) -> std::io::Result<Respo
             )
         }
         Request::Reload => r.reload = Some(serde_json::from_slice(body).map_err(bad)?),
+        Request::Flows { .. } => r.flows = Some(serde_json::from_slice(body).map_err(bad)?),
     }
     Ok(r)
 }
@@ -498,6 +594,45 @@ pub fn call(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flows_request_and_response_over_http() {
+        let all = Request::Flows {
+            gateway: None,
+            top: None,
+        };
+        let (m, p, b) = http_request(&all);
+        assert_eq!((m, p.as_str()), ("POST", "/v1/flows"));
+        assert_eq!(
+            serde_json::from_slice::<FlowsBody>(&b).unwrap(),
+            FlowsBody::default()
+        );
+        let one = Request::Flows {
+            gateway: Some("er-gw".into()),
+            top: Some(5),
+        };
+        let (_, _, b) = http_request(&one);
+        assert_eq!(
+            serde_json::from_slice::<FlowsBody>(&b).unwrap(),
+            FlowsBody {
+                gateway: Some("er-gw".into()),
+                top: Some(5)
+            }
+        );
+        let body = br#"[{"gateway":"er-gw","type":"ExpressRoute","counts":{"active":1,"max_flows":20,"new_flows_per_sec":null,"created":1,"expired":0,"refused_full":0,"refused_rate":0},"flows":[{"protocol":"udp","src":"10.1.0.10","dst":"10.2.0.10","src_port":1,"dst_port":53,"state":"udp","packets_orig":1,"packets_reply":0,"bytes_orig":40,"bytes_reply":0,"age_secs":0.5,"idle_secs":0.5,"expires_in_secs":29.5,"connection":"circuit-1"}]}]"#;
+        let r = from_http(&one, 200, body).unwrap();
+        let f = r.flows.unwrap();
+        assert_eq!(f[0].counts.max_flows, 20);
+        assert_eq!(f[0].flows[0].connection.as_deref(), Some("circuit-1"));
+        let r = from_http(&one, 400, br#"{"error":"flows: no gateway `x`"}"#).unwrap();
+        assert!(r.error.unwrap().contains("no gateway"));
+        // Stats from a daemon without flow tables still parse.
+        let g: GatewayStats = serde_json::from_str(
+            r#"{"name":"g","type":"Vpn","sku":"VpnGw1","egress":{"packets":0,"bytes":0,"super_packets":0,"icmp_errors_sent":0,"icmp_rate_limited":0,"echo_replies":0,"drops":{}},"ingress":{"packets":0,"bytes":0,"super_packets":0,"icmp_errors_sent":0,"icmp_rate_limited":0,"echo_replies":0,"drops":{}},"connections":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(g.flows, None);
+    }
 
     #[test]
     fn request_wire_format() {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use causeway_api::{
-    DirStats, Request, Response, Stats, Status, CAPTURE_DEFAULT_TIMEOUT_SECS, DEFAULT_SOCKET,
+    DirStats, FlowCounts, GatewayFlows, Request, Response, Stats, Status,
+    CAPTURE_DEFAULT_TIMEOUT_SECS, DEFAULT_SOCKET,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -93,6 +94,16 @@ enum Command {
     Status,
     /// Counters per gateway, connection and direction: packets, bytes, drops by reason.
     Stats,
+    /// Active flows per gateway, the most bytes first: 5-tuple, state, packets and bytes each
+    /// way, age, idle time and the connection they use.
+    Flows {
+        /// Only this gateway (default: every gateway).
+        #[arg(long, value_name = "NAME")]
+        gateway: Option<String>,
+        /// Flows listed per gateway (default 20, at most 10000).
+        #[arg(long, value_name = "N")]
+        top: Option<u32>,
+    },
     /// Change a gateway in place.
     #[command(subcommand)]
     Gateway(GatewayCommand),
@@ -293,6 +304,21 @@ fn run(args: &Args) -> Result<()> {
                 Format::Table => print!("{}", status_table(&s)),
             }
         }
+        Command::Flows { gateway, top } => {
+            let f = request(
+                args,
+                Request::Flows {
+                    gateway: gateway.clone(),
+                    top: *top,
+                },
+            )?
+            .flows
+            .context("the daemon sent no flows")?;
+            match args.output {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&f)?),
+                Format::Table => print!("{}", flows_table(&f)),
+            }
+        }
         Command::Stats => {
             let s = request(args, Request::Stats)?
                 .stats
@@ -484,6 +510,79 @@ fn drops_summary(d: &DirStats) -> String {
     }
 }
 
+/// A flow table's counts on one line.
+fn flow_counts(c: &FlowCounts) -> String {
+    format!(
+        "{}/{} flows, {} new/s max, created {}, expired {}, refused: table full {}, new-flow rate {}",
+        c.active,
+        c.max_flows,
+        c.new_flows_per_sec
+            .map_or_else(|| "no".to_string(), |r| r.to_string()),
+        c.created,
+        c.expired,
+        c.refused_full,
+        c.refused_rate
+    )
+}
+
+fn secs(s: f64) -> String {
+    format!("{s:.1}s")
+}
+
+fn endpoint(addr: &str, port: u16, protocol: &str) -> String {
+    let a = if addr.contains(':') {
+        format!("[{addr}]")
+    } else {
+        addr.to_string()
+    };
+    match protocol {
+        "tcp" | "udp" => format!("{a}:{port}"),
+        "icmp" | "icmpv6" if port != 0 => format!("{a} id {port}"),
+        _ => a,
+    }
+}
+
+fn flows_table(gateways: &[GatewayFlows]) -> String {
+    let mut out = String::new();
+    for (i, g) in gateways.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "gateway {} ({}): {}\n",
+            g.gateway,
+            g.gateway_type,
+            flow_counts(&g.counts)
+        ));
+        let mut rows = vec![vec![
+            "PROTO".to_string(),
+            "SOURCE".into(),
+            "DESTINATION".into(),
+            "STATE".into(),
+            "PACKETS".into(),
+            "BYTES".into(),
+            "AGE".into(),
+            "IDLE".into(),
+            "CONNECTION".into(),
+        ]];
+        for f in &g.flows {
+            rows.push(vec![
+                f.protocol.clone(),
+                endpoint(&f.src, f.src_port, &f.protocol),
+                endpoint(&f.dst, f.dst_port, &f.protocol),
+                f.state.clone(),
+                format!("{}/{}", f.packets_orig, f.packets_reply),
+                format!("{}/{}", f.bytes_orig, f.bytes_reply),
+                secs(f.age_secs),
+                secs(f.idle_secs),
+                f.connection.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        out.push_str(&table(&rows));
+    }
+    out
+}
+
 fn stats_table(s: &Stats) -> String {
     let mut rows = vec![vec![
         "WHERE".to_string(),
@@ -546,6 +645,34 @@ fn stats_table(s: &Stats) -> String {
     if esp.len() > 1 {
         out.push('\n');
         out.push_str(&table(&esp));
+    }
+    let mut flows = vec![vec![
+        "GATEWAY".to_string(),
+        "FLOWS".into(),
+        "LIMIT".into(),
+        "NEW/S LIMIT".into(),
+        "CREATED".into(),
+        "EXPIRED".into(),
+        "FLOW_TABLE_FULL".into(),
+        "NEW_FLOW_RATE".into(),
+    ]];
+    for g in &s.gateways {
+        if let Some(c) = &g.flows {
+            flows.push(vec![
+                g.name.clone(),
+                c.active.to_string(),
+                c.max_flows.to_string(),
+                c.new_flows_per_sec.map_or("-".into(), |r| r.to_string()),
+                c.created.to_string(),
+                c.expired.to_string(),
+                c.refused_full.to_string(),
+                c.refused_rate.to_string(),
+            ]);
+        }
+    }
+    if flows.len() > 1 {
+        out.push('\n');
+        out.push_str(&table(&flows));
     }
     if let Some(i) = &s.ike {
         let nz: Vec<String> = i
@@ -610,7 +737,14 @@ mod tests {
         ] {
             let script = String::from_utf8(completion_script(shell)).unwrap();
             assert!(!script.is_empty(), "{shell:?}");
-            for word in ["causeway", "status", "stats", "completions", "socket"] {
+            for word in [
+                "causeway",
+                "status",
+                "stats",
+                "flows",
+                "completions",
+                "socket",
+            ] {
                 assert!(script.contains(word), "{shell:?} script lacks `{word}`");
             }
         }
@@ -643,6 +777,65 @@ mod tests {
         ] {
             assert!(help.contains(section), "`{section}` missing from:\n{help}");
         }
+    }
+
+    #[test]
+    fn flows_args_and_table() {
+        let a = Args::try_parse_from(["causeway", "flows", "--gateway", "er-gw", "--top", "5"])
+            .unwrap();
+        assert!(matches!(
+            a.command,
+            Command::Flows { gateway: Some(ref g), top: Some(5) } if g == "er-gw"
+        ));
+        assert!(Args::try_parse_from(["causeway", "flows", "--top", "x"]).is_err());
+        let g = GatewayFlows {
+            gateway: "er-gw".into(),
+            gateway_type: "ExpressRoute".into(),
+            counts: FlowCounts {
+                active: 1,
+                max_flows: 20,
+                new_flows_per_sec: Some(5),
+                ..Default::default()
+            },
+            flows: vec![causeway_api::FlowEntry {
+                protocol: "tcp".into(),
+                src: "10.1.0.10".into(),
+                dst: "fd00:2::10".into(),
+                src_port: 40000,
+                dst_port: 5201,
+                state: "tcp_established".into(),
+                packets_orig: 3,
+                packets_reply: 2,
+                bytes_orig: 180,
+                bytes_reply: 120,
+                age_secs: 1.75,
+                idle_secs: 0.5,
+                expires_in_secs: 299.5,
+                connection: Some("circuit-1".into()),
+            }],
+        };
+        let t = flows_table(&[g]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[0].starts_with("gateway er-gw (ExpressRoute): 1/20 flows"),
+            "{t}"
+        );
+        assert!(lines[1].starts_with("PROTO"), "{t}");
+        let cols: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            cols,
+            [
+                "tcp",
+                "10.1.0.10:40000",
+                "[fd00:2::10]:5201",
+                "tcp_established",
+                "3/2",
+                "180/120",
+                "1.8s",
+                "0.5s",
+                "circuit-1"
+            ]
+        );
     }
 
     #[test]

@@ -166,6 +166,7 @@ use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use causeway_engine::flow::{FlowTimeouts, DEFAULT_MAX_FLOWS};
 use causeway_engine::prefix::{Family, InterfaceAddress, Prefix};
 use causeway_engine::sku::{GatewayType, Sku};
 use causeway_esp::cipher::MAX_KEY_MATERIAL_LEN;
@@ -302,7 +303,21 @@ pub struct GatewayConfig {
     /// true; false is for measuring what the machine can forward (the connection count still
     /// follows the SKU).
     pub shaping: bool,
+    /// `max_flows`: a lower limit of concurrent flows than the SKU's (a lab, a test); None:
+    /// the SKU's (`FlowLimits::from_sku`). 1..= the SKU's flows (VPN SKUs, which publish none:
+    /// `flow::DEFAULT_MAX_FLOWS`).
+    pub max_flows: Option<u64>,
+    /// `max_new_flows_per_sec`: a lower new-flow rate than the SKU's; None: the SKU's (VPN
+    /// SKUs: not limited). 1..= the SKU's rate (VPN SKUs: [`MAX_NEW_FLOWS_PER_SEC`]).
+    pub max_new_flows_per_sec: Option<u64>,
+    /// `[gateway.flow_timeouts]`: idle timeouts of the flow table (defaults: `FlowTimeouts`).
+    pub flow_timeouts: FlowTimeouts,
 }
+
+/// The largest `max_new_flows_per_sec` of a gateway whose SKU publishes no rate (VPN).
+pub const MAX_NEW_FLOWS_PER_SEC: u64 = 10_000_000;
+/// Idle timeouts of `[gateway.flow_timeouts]`, in seconds.
+pub const FLOW_TIMEOUT_RANGE: RangeInclusive<u64> = 1..=604_800;
 
 /// A connection of a gateway (`[[connection]]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1416,7 +1431,25 @@ const INTERFACE_KEYS: &[&str] = &[
 ];
 const CONTROL_KEYS: &[&str] = &["socket", "state_dir", "listen", "token_file"];
 const METRICS_KEYS: &[&str] = &["listen"];
-const GATEWAY_KEYS: &[&str] = &["name", "type", "sku", "scale_units", "shaping"];
+const GATEWAY_KEYS: &[&str] = &[
+    "name",
+    "type",
+    "sku",
+    "scale_units",
+    "shaping",
+    "max_flows",
+    "max_new_flows_per_sec",
+    "flow_timeouts",
+];
+const FLOW_TIMEOUT_KEYS: &[&str] = &[
+    "tcp_handshake",
+    "tcp_established",
+    "tcp_closing",
+    "udp",
+    "udp_stream",
+    "icmp",
+    "other",
+];
 const ER_CONNECTION_KEYS: &[&str] = &[
     "name",
     "gateway",
@@ -1995,6 +2028,64 @@ struct GatewayDraft<'n> {
     gateway_type: Option<At<'n, GatewayType>>,
     sku: Option<At<'n, Sku>>,
     shaping: bool,
+    max_flows: Option<u64>,
+    max_new_flows_per_sec: Option<u64>,
+    flow_timeouts: FlowTimeouts,
+}
+
+/// An optional flow limit `key`: an integer, at least 1 and at most `max` (with what the
+/// maximum is) when the SKU is known. Invalid ones are reported (and read as None).
+fn read_flow_limit(
+    cx: &mut Cx<'_>,
+    t: &Table<'_>,
+    key: &str,
+    max: Option<(u64, String)>,
+) -> Option<u64> {
+    let node = t.get(key)?;
+    let field = t.field(key);
+    let v = cx.integer(node, &field)?;
+    if v < 1 {
+        cx.error(Some(node), field, format!("must be at least 1, got {v}"));
+        return None;
+    }
+    let v = v as u64;
+    if let Some((m, what)) = max {
+        if v > m {
+            cx.error(
+                Some(node),
+                field,
+                format!("must be at most {m} ({what}): it can only lower the limit, got {v}"),
+            );
+            return None;
+        }
+    }
+    Some(v)
+}
+
+/// `[gateway.flow_timeouts]`: each key an optional duration; absent keys keep the defaults.
+fn read_flow_timeouts(cx: &mut Cx<'_>, t: &Table<'_>) -> FlowTimeouts {
+    let d = FlowTimeouts::default();
+    let Some(node) = t.get("flow_timeouts") else {
+        return d;
+    };
+    let Some(ft) = t.table(cx, node, "flow_timeouts") else {
+        return d;
+    };
+    ft.check_keys(cx, FLOW_TIMEOUT_KEYS);
+    let mut get = |key: &str, default: Duration| {
+        read_duration(cx, &ft, key, &FLOW_TIMEOUT_RANGE, "e.g. \"30s\", \"5m\"")
+            .flatten()
+            .unwrap_or(default)
+    };
+    FlowTimeouts {
+        tcp_handshake: get("tcp_handshake", d.tcp_handshake),
+        tcp_established: get("tcp_established", d.tcp_established),
+        tcp_closing: get("tcp_closing", d.tcp_closing),
+        udp: get("udp", d.udp),
+        udp_stream: get("udp_stream", d.udp_stream),
+        icmp: get("icmp", d.icmp),
+        other: get("other", d.other),
+    }
 }
 
 fn read_gateways<'n>(cx: &mut Cx<'_>, root: &Table<'n>) -> Vec<GatewayDraft<'n>> {
@@ -2108,12 +2199,41 @@ fn read_gateways<'n>(cx: &mut Cx<'_>, root: &Table<'n>) -> Vec<GatewayDraft<'n>>
             _ => None,
         };
         let shaping = t.optional_bool(cx, "shaping").unwrap_or(true);
+        let limits = sku.as_ref().map(|s| (s.value, s.value.limits()));
+        let max_flows = read_flow_limit(
+            cx,
+            &t,
+            "max_flows",
+            limits.map(|(sku, l)| match l.flows {
+                Some(f) => (f, format!("the flows of SKU {sku}")),
+                None => (
+                    DEFAULT_MAX_FLOWS as u64,
+                    format!("SKU {sku} publishes no flow limit; the table's bound"),
+                ),
+            }),
+        );
+        let max_new_flows_per_sec = read_flow_limit(
+            cx,
+            &t,
+            "max_new_flows_per_sec",
+            limits.map(|(sku, l)| match l.new_flows_per_sec {
+                Some(r) => (r, format!("the new connections/s of SKU {sku}")),
+                None => (
+                    MAX_NEW_FLOWS_PER_SEC,
+                    format!("SKU {sku} publishes no new-connection rate"),
+                ),
+            }),
+        );
+        let flow_timeouts = read_flow_timeouts(cx, &t);
         out.push(GatewayDraft {
             label,
             name,
             gateway_type,
             sku,
             shaping,
+            max_flows,
+            max_new_flows_per_sec,
+            flow_timeouts,
         });
     }
 
@@ -3282,6 +3402,9 @@ fn validate(cx: &mut Cx<'_>, root_node: &Node) -> Option<Config> {
                 gateway_type: g.gateway_type.as_ref()?.value,
                 sku: g.sku.as_ref()?.value,
                 shaping: g.shaping,
+                max_flows: g.max_flows,
+                max_new_flows_per_sec: g.max_new_flows_per_sec,
+                flow_timeouts: g.flow_timeouts,
             })
         })
         .collect::<Option<Vec<_>>>()?;
@@ -3523,6 +3646,9 @@ netns = "lab-onprem"
                 gateway_type: GatewayType::ExpressRoute,
                 sku: Sku::ErStandard,
                 shaping: true,
+                max_flows: None,
+                max_new_flows_per_sec: None,
+                flow_timeouts: FlowTimeouts::default(),
             }]
         );
         assert_eq!(
@@ -4378,6 +4504,96 @@ prefixes = [{prefixes}]
     }
 
     #[test]
+    fn flow_limits_may_only_lower_the_skus_and_timeouts_take_durations() {
+        let sku = "sku = \"Standard\"";
+        let c = ok(&edit(
+            sku,
+            "sku = \"Standard\"\nmax_flows = 20\nmax_new_flows_per_sec = 5\n\
+             [gateway.flow_timeouts]\ntcp_established = \"10m\"\nudp = 5",
+        ));
+        let g = &c.gateways[0];
+        assert_eq!((g.max_flows, g.max_new_flows_per_sec), (Some(20), Some(5)));
+        assert_eq!(g.flow_timeouts.tcp_established, Duration::from_secs(600));
+        assert_eq!(g.flow_timeouts.udp, Duration::from_secs(5));
+        assert_eq!(
+            g.flow_timeouts.tcp_closing,
+            FlowTimeouts::default().tcp_closing
+        );
+        let v = ok(VALID);
+        assert_eq!(
+            (v.gateways[0].max_flows, v.gateways[0].max_new_flows_per_sec),
+            (None, None)
+        );
+        // Standard: 200 000 flows, 7 000 new connections/s.
+        let field = "gateway[0] (er-gw).max_flows";
+        expect(
+            &edit(sku, "sku = \"Standard\"\nmax_flows = 200001"),
+            field,
+            "at most 200000",
+        );
+        expect(
+            &edit(sku, "sku = \"Standard\"\nmax_flows = 0"),
+            field,
+            "at least 1",
+        );
+        expect(
+            &edit(sku, "sku = \"Standard\"\nmax_flows = \"many\""),
+            field,
+            "integer",
+        );
+        ok(&edit(sku, "sku = \"Standard\"\nmax_flows = 200000"));
+        expect(
+            &edit(sku, "sku = \"Standard\"\nmax_new_flows_per_sec = 7001"),
+            "gateway[0] (er-gw).max_new_flows_per_sec",
+            "at most 7000",
+        );
+        // ErGwScale scales: 3 units, 300 000 flows.
+        ok(&edit(
+            sku,
+            "sku = \"ErGwScale\"\nscale_units = 3\nmax_flows = 300000",
+        ));
+        expect(
+            &edit(
+                sku,
+                "sku = \"ErGwScale\"\nscale_units = 3\nmax_flows = 300001",
+            ),
+            field,
+            "at most 300000",
+        );
+        // VPN SKUs publish no flow limits: the table's default bound.
+        let vpn = VALID.to_owned() + VPN_GW + "max_flows = 262145\n";
+        expect(
+            &vpn,
+            "gateway[1] (vpn-gw).max_flows",
+            "publishes no flow limit",
+        );
+        let vpn = VALID.to_owned() + VPN_GW + "max_flows = 100\nmax_new_flows_per_sec = 50\n";
+        assert_eq!(ok(&vpn).gateways[1].max_flows, Some(100));
+        let t = "gateway[0] (er-gw).flow_timeouts";
+        expect(
+            &edit(
+                sku,
+                "sku = \"Standard\"\n[gateway.flow_timeouts]\nudp = \"0s\"",
+            ),
+            &format!("{t}.udp"),
+            "must be 1..=604800 seconds",
+        );
+        expect(
+            &edit(
+                sku,
+                "sku = \"Standard\"\n[gateway.flow_timeouts]\ntcp = \"1m\"",
+            ),
+            &format!("{t}.tcp"),
+            "unknown key",
+        );
+        expect(
+            &edit(sku, "sku = \"Standard\"\nflow_timeouts = 5"),
+            t,
+            "table",
+        );
+    }
+
+    #[test]
     fn vpn_gateways_and_every_vpn_sku() {
         let c = ok(&(VALID.to_owned() + VPN_GW));
         assert_eq!(
@@ -4390,6 +4606,9 @@ prefixes = [{prefixes}]
                     az: false
                 },
                 shaping: true,
+                max_flows: None,
+                max_new_flows_per_sec: None,
+                flow_timeouts: FlowTimeouts::default(),
             }
         );
         let mut names = vec![

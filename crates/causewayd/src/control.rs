@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::config::SharedKey;
 use anyhow::{bail, Context, Result};
 use causeway_api::http::{self, Head};
-use causeway_api::{CaptureBody, Captured, ErrorBody, Request, ResizeBody, Response};
+use causeway_api::{CaptureBody, Captured, ErrorBody, FlowsBody, Request, ResizeBody, Response};
 
 /// Largest request head (request line and headers) accepted.
 const MAX_HEAD: usize = 8 * 1024;
@@ -310,7 +310,7 @@ pub fn route(method: &str, path: &str, body: &[u8], handler: &dyn Handler) -> Re
         ["v1", "status" | "stats" | "gateways" | "connections"] => ("GET", None),
         ["v1", "gateways", name] => ("GET", Some(*name)),
         ["v1", "gateways", name, "resize"] => ("POST", Some(*name)),
-        ["v1", "capture" | "reload"] => ("POST", None),
+        ["v1", "capture" | "reload" | "flows"] => ("POST", None),
         _ => return Reply::error(404, format!("no such resource: {path} (see docs/CLI.md)")),
     };
     if method != allow {
@@ -380,6 +380,25 @@ pub fn route(method: &str, path: &str, body: &[u8], handler: &dyn Handler) -> Re
                 (_, Some(e)) => Reply::error(409, e),
                 (Some(s), None) => Reply::json(&s),
                 (None, None) => Reply::error(500, "no status"),
+            }
+        }
+        ("flows", _) => {
+            let b: FlowsBody = if body.is_empty() {
+                FlowsBody::default()
+            } else {
+                match serde_json::from_slice(body) {
+                    Ok(b) => b,
+                    Err(e) => return Reply::error(400, format!("bad flows body: {e}")),
+                }
+            };
+            let r = handler.handle(Request::Flows {
+                gateway: b.gateway,
+                top: b.top,
+            });
+            match (r.flows, r.error) {
+                (_, Some(e)) => Reply::error(400, e),
+                (Some(f), None) => Reply::json(&f),
+                (None, None) => Reply::error(500, "no flows"),
             }
         }
         ("reload", _) => {
@@ -503,6 +522,20 @@ mod tests {
                         ..Default::default()
                     })
                 }
+                Request::Flows { gateway, top } => match gateway.as_deref() {
+                    Some("nope") => r.error = Some("flows: no gateway `nope`".into()),
+                    _ => {
+                        r.flows = Some(vec![causeway_api::GatewayFlows {
+                            gateway: gateway.unwrap_or_else(|| "er-gw".into()),
+                            gateway_type: "ExpressRoute".into(),
+                            counts: causeway_api::FlowCounts {
+                                max_flows: u64::from(top.unwrap_or(0)),
+                                ..Default::default()
+                            },
+                            flows: vec![],
+                        }])
+                    }
+                },
             }
             r
         }
@@ -510,6 +543,21 @@ mod tests {
 
     fn json(r: &Reply) -> serde_json::Value {
         serde_json::from_str(&r.body).unwrap()
+    }
+
+    #[test]
+    fn flows_route_takes_an_optional_body() {
+        let r = route("POST", "/v1/flows", b"", &Fake);
+        assert_eq!(r.code, 200, "{}", r.body);
+        assert_eq!(json(&r)[0]["gateway"], "er-gw");
+        let r = route("POST", "/v1/flows", br#"{"gateway":"g2","top":7}"#, &Fake);
+        assert_eq!(json(&r)[0]["gateway"], "g2");
+        assert_eq!(json(&r)[0]["counts"]["max_flows"], 7);
+        assert_eq!(route("POST", "/v1/flows", b"{", &Fake).code, 400);
+        assert_eq!(route("GET", "/v1/flows", b"", &Fake).code, 405);
+        let r = route("POST", "/v1/flows", br#"{"gateway":"nope"}"#, &Fake);
+        assert_eq!(r.code, 400);
+        assert!(json(&r)["error"].as_str().unwrap().contains("nope"));
     }
 
     #[test]

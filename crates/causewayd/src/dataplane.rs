@@ -31,9 +31,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use causeway_engine::flow::{FlowHasher, FlowLimits, FlowTable, FlowTimeouts};
 use causeway_engine::latency::StageHistograms;
 use causeway_engine::pipeline::{
-    build, Connection, GatewaySpec, LiveLimits, PathCounters, PipelineSpec, TunnelParams, Vnet,
+    build, lock_flows, Connection, GatewaySpec, LiveLimits, PathCounters, PipelineSpec,
+    SharedFlows, TunnelParams, Vnet,
 };
 use causeway_engine::prefix::Prefix;
 use causeway_engine::shaper::BurstPolicy;
@@ -46,7 +48,8 @@ use causeway_sys::udp::{UdpOptions, UdpSocket};
 
 use crate::capture::Capture;
 use crate::config::{
-    Config, ConnectionConfig, ConnectionKind, InterfaceConfig, IpsecConfig, Keying, ManualSa,
+    Config, ConnectionConfig, ConnectionKind, GatewayConfig, InterfaceConfig, IpsecConfig, Keying,
+    ManualSa,
 };
 use crate::ike::{IkeCmd, IkeCounters, IkePeer, IkeRuntime, IkeViews, IKE_INBOX, IKE_PORT};
 use crate::seqlease::SeqLease;
@@ -117,6 +120,11 @@ pub struct Shared {
     pub gateways: Vec<Arc<PathCounters>>,
     /// Live limits of each gateway (SKU resizes), by config index.
     pub live: Arc<Vec<LiveLimits>>,
+    /// The flow table of each gateway, by config index: shared by the workers of both
+    /// directions, read by `causeway flows` and `stats`, resized in place.
+    pub flows: Vec<SharedFlows>,
+    /// The workers' clock (their `now` is the nanoseconds since it).
+    pub clock: Instant,
     /// IKE state of the IKE-keyed tunnels: (slot, view).
     pub ike: Option<IkeViews>,
     /// The IKE thread's datagram counters.
@@ -379,6 +387,39 @@ fn bind_underlay(local: SocketAddr) -> io::Result<UdpSocket> {
 /// The rate a gateway with `shaping = false` is given: far above anything a machine forwards.
 pub const UNSHAPED_BITS_PER_SEC: u64 = 1_000_000_000_000_000;
 
+/// The flow limits of gateway `g` at SKU `sku`: the SKU's (`FlowLimits::from_sku`: VPN SKUs,
+/// which publish none, get a table of `flow::DEFAULT_MAX_FLOWS` and no rate), lowered by the
+/// config's `max_flows` / `max_new_flows_per_sec` (which never raise them: after a resize to a
+/// smaller SKU the smaller of the two applies).
+pub fn flow_limits(g: &GatewayConfig, sku: Sku) -> FlowLimits {
+    let l = FlowLimits::from_sku(&sku.limits());
+    FlowLimits {
+        max_flows: match g.max_flows {
+            Some(m) => l
+                .max_flows
+                .min(usize::try_from(m).unwrap_or(usize::MAX))
+                .max(1),
+            None => l.max_flows,
+        },
+        new_flows_per_sec: match (l.new_flows_per_sec, g.max_new_flows_per_sec) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+    }
+}
+
+/// Applies `limits` and `timeouts` to a gateway's flow table (a resize or a reload), at
+/// `now_ns` of the workers' clock; a no-op when nothing changed.
+pub fn update_flows(flows: &SharedFlows, now_ns: u64, limits: FlowLimits, timeouts: FlowTimeouts) {
+    let mut t = lock_flows(flows);
+    if t.max_flows() != limits.max_flows || t.new_flows_per_sec() != limits.new_flows_per_sec {
+        t.set_limits(now_ns, limits);
+    }
+    if t.timeouts() != timeouts {
+        t.set_timeouts(timeouts);
+    }
+}
+
 /// The rates a gateway's shapers enforce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rates {
@@ -437,11 +478,26 @@ impl Dataplane {
             mtu: vnet_cfg.interface.mtu as usize,
         });
         let vnet_counters = Arc::new(PathCounters::default());
+        // One flow table per gateway, its memory reserved for the SKU's flows (resident as
+        // flows use it).
+        let flows: Vec<SharedFlows> = config
+            .gateways
+            .iter()
+            .map(|g| {
+                Arc::new(std::sync::Mutex::new(FlowTable::new(
+                    flow_limits(g, g.sku),
+                    g.flow_timeouts,
+                    FlowHasher::random(),
+                    0,
+                )))
+            })
+            .collect();
         let gateways: Vec<GatewaySpec> = config
             .gateways
             .iter()
             .zip(&gateway_counters)
-            .map(|(g, counters)| {
+            .zip(&flows)
+            .map(|((g, counters), flows)| {
                 let r = rates(g.sku, g.shaping);
                 if !g.shaping {
                     tracing::warn!(gateway = %g.name, sku = %g.sku, "shaping = false: the SKU's rates are not enforced (capacity measurements only)");
@@ -451,6 +507,7 @@ impl Dataplane {
                     bits_per_sec: r.bits_per_sec,
                     packets_per_sec: r.packets_per_sec,
                     counters: counters.clone(),
+                    flows: Some(flows.clone()),
                 }
             })
             .collect();
@@ -506,6 +563,8 @@ impl Dataplane {
             ike: ike.as_ref().map(|r: &IkeRuntime| r.views.clone()),
             ike_counters: ike.as_ref().map(|r: &IkeRuntime| r.counters.clone()),
             live: live.clone(),
+            flows,
+            clock,
             vnet_offload: vnet_tun.vnet_hdr(),
             capture: capture.clone(),
             stages: StageHistograms::default(),
@@ -1026,6 +1085,69 @@ impl Drop for Dataplane {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn flow_limits_are_the_skus_lowered_by_the_config() {
+        let (c, _) = fixture("valid.toml");
+        let mut g = c.gateways[0].clone();
+        g.max_flows = None;
+        g.max_new_flows_per_sec = None;
+        let l = flow_limits(&g, Sku::ErStandard);
+        assert_eq!((l.max_flows, l.new_flows_per_sec), (200_000, Some(7_000)));
+        let l = flow_limits(&g, Sku::ErGwScale(3));
+        assert_eq!((l.max_flows, l.new_flows_per_sec), (300_000, Some(21_000)));
+        let vpn = Sku::VpnGw {
+            generation: 1,
+            az: false,
+        };
+        let l = flow_limits(&g, vpn);
+        assert_eq!(
+            (l.max_flows, l.new_flows_per_sec),
+            (causeway_engine::flow::DEFAULT_MAX_FLOWS, None)
+        );
+        g.max_flows = Some(20);
+        g.max_new_flows_per_sec = Some(50);
+        let l = flow_limits(&g, Sku::ErStandard);
+        assert_eq!((l.max_flows, l.new_flows_per_sec), (20, Some(50)));
+        // A lower limit than the config's after a resize: the smaller applies.
+        g.max_flows = Some(150_000);
+        g.max_new_flows_per_sec = Some(10_000);
+        let l = flow_limits(&g, Sku::ErGwScale(1));
+        assert_eq!((l.max_flows, l.new_flows_per_sec), (100_000, Some(7_000)));
+        // A VPN SKU publishes no rate: the config's is the one.
+        let l = flow_limits(&g, vpn);
+        assert_eq!((l.max_flows, l.new_flows_per_sec), (150_000, Some(10_000)));
+    }
+
+    #[test]
+    fn update_flows_applies_only_changes_and_keeps_the_flows() {
+        let (c, _) = fixture("valid.toml");
+        let g = &c.gateways[0];
+        let flows: SharedFlows = Arc::new(std::sync::Mutex::new(FlowTable::new(
+            flow_limits(g, Sku::ErStandard),
+            FlowTimeouts::default(),
+            FlowHasher::with_seed(1),
+            0,
+        )));
+        let pk = causeway_engine::flow::PacketKey::new(4, 17, (1, 1000), (2, 53), 0);
+        lock_flows(&flows)
+            .lookup_or_insert(0, &pk, 1, 100)
+            .expect("admitted");
+        let small = FlowLimits {
+            max_flows: 1,
+            new_flows_per_sec: Some(1),
+        };
+        let t = FlowTimeouts {
+            udp: Duration::from_secs(5),
+            ..FlowTimeouts::default()
+        };
+        update_flows(&flows, 10, small, t);
+        let table = lock_flows(&flows);
+        assert_eq!(table.max_flows(), 1);
+        assert_eq!(table.new_flows_per_sec(), Some(1));
+        assert_eq!(table.timeouts().udp, Duration::from_secs(5));
+        assert_eq!(table.len(), 1);
+    }
 
     fn fixture(name: &str) -> (Config, String) {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -455,6 +455,42 @@ pub fn render(status: &Status, stats: &Stats) -> String {
             }
         }
     }
+    let mut flows = Family::new(
+        "causeway_gateway_flows",
+        "gauge",
+        "Flows held in the gateway's flow table (idle ones the sweep has not reached included).",
+    );
+    let mut flows_limit = Family::new(
+        "causeway_gateway_flows_limit",
+        "gauge",
+        "The gateway's limit of concurrent flows (the SKU's, or the config's lower max_flows).",
+    );
+    let mut new_flows_limit = Family::new(
+        "causeway_gateway_new_flows_per_second_limit",
+        "gauge",
+        "The gateway's limit of new flows per second (absent when not limited).",
+    );
+    let mut created = Family::new(
+        "causeway_gateway_flows_created_total",
+        "counter",
+        "Flows the gateway's flow table created.",
+    );
+    let mut expired = Family::new(
+        "causeway_gateway_flows_expired_total",
+        "counter",
+        "Flows removed from the gateway's flow table as idle.",
+    );
+    for g in &stats.gateways {
+        let Some(f) = &g.flows else { continue };
+        let gl = [("gateway", g.name.as_str())];
+        flows.add(&gl, f.active);
+        flows_limit.add(&gl, f.max_flows);
+        if let Some(r) = f.new_flows_per_sec {
+            new_flows_limit.add(&gl, r);
+        }
+        created.add(&gl, f.created);
+        expired.add(&gl, f.expired);
+    }
     let mut uptime = Family::new(
         "causeway_uptime_seconds",
         "gauge",
@@ -493,7 +529,20 @@ pub fn render(status: &Status, stats: &Stats) -> String {
 
     let mut out = String::with_capacity(16 * 1024);
     c.write(&mut out);
-    for f in [&bps, &pps, &up, &out_seq, &in_seq, &ike, &uptime] {
+    for f in [
+        &bps,
+        &pps,
+        &up,
+        &out_seq,
+        &in_seq,
+        &ike,
+        &flows,
+        &flows_limit,
+        &new_flows_limit,
+        &created,
+        &expired,
+        &uptime,
+    ] {
         f.write(&mut out);
     }
     if stats.ike.is_some() {
@@ -628,6 +677,15 @@ mod tests {
                         ingress: dir(4),
                         esp: None,
                     }],
+                    flows: Some(causeway_api::FlowCounts {
+                        active: 12,
+                        max_flows: 20,
+                        new_flows_per_sec: Some(7000),
+                        created: 30,
+                        expired: 18,
+                        refused_full: 3,
+                        refused_rate: 1,
+                    }),
                 },
                 GatewayStats {
                     name: "vpn-gw".into(),
@@ -641,6 +699,7 @@ mod tests {
                         ingress: dir(5),
                         esp: Some(tunnel.esp),
                     }],
+                    flows: None,
                 },
             ],
             stages: stages(),
@@ -748,6 +807,11 @@ mod tests {
             "causeway_packets_total{level=\"connection\",gateway=\"er-gw\",connection=\"c\\\"1\\\\\\n\",direction=\"egress\"} 5",
             "causeway_gateway_bits_per_second_limit{gateway=\"vpn-gw\"} 650000000",
             "causeway_gateway_packets_per_second_limit{gateway=\"er-gw\"} 100000",
+            "causeway_gateway_flows{gateway=\"er-gw\"} 12",
+            "causeway_gateway_flows_limit{gateway=\"er-gw\"} 20",
+            "causeway_gateway_new_flows_per_second_limit{gateway=\"er-gw\"} 7000",
+            "causeway_gateway_flows_created_total{gateway=\"er-gw\"} 30",
+            "causeway_gateway_flows_expired_total{gateway=\"er-gw\"} 18",
             "causeway_connection_up{gateway=\"er-gw\",connection=\"c\\\"1\\\\\\n\"} 0",
             "causeway_connection_up{gateway=\"vpn-gw\",connection=\"s2s-1\"} 1",
             "causeway_tunnel_esp_out_seq{gateway=\"vpn-gw\",connection=\"s2s-1\"} 7",

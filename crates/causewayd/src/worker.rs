@@ -36,6 +36,15 @@ const BATCH: usize = 128;
 const UDP_BATCH: usize = 64;
 /// With UDP GRO a read can hold up to 64 KB of coalesced datagrams.
 const UDP_BUF: usize = 65_535;
+/// Slots of each gateway's flow table the incremental sweep examines per wake-up with packets
+/// (about 1.3 µs under the table's lock, some 10 ns per packet of a full batch; see
+/// `FlowTable::expire`).
+const FLOW_SWEEP_BUDGET: usize = 256;
+/// Slots swept when a TUN worker wakes for the sweep alone (no input ready): about 80 µs every
+/// 100 ms, so an idle table of 10^6 flows is swept in 6 s.
+const FLOW_SWEEP_IDLE_BUDGET: usize = 16_384;
+/// A TUN worker wakes at least this often to sweep the flow tables, traffic or not.
+const FLOW_SWEEP_EVERY_NS: u64 = 100_000_000;
 
 /// Where a connection's packets go.
 #[derive(Clone)]
@@ -101,6 +110,14 @@ impl Half {
             Half::Egress(e) => e.set_connections(now, c),
             Half::Ingress(i) => i.set_connections(now, c),
         }
+    }
+
+    /// The flow tables' incremental sweep, `budget` slots of each.
+    fn expire_flows(&self, now: u64, budget: usize) {
+        match self {
+            Half::Egress(e) => e.expire_flows(now, budget),
+            Half::Ingress(i) => i.expire_flows(now, budget),
+        };
     }
 }
 
@@ -479,11 +496,29 @@ impl Worker {
                 Dir::Ingress => &outputs[0],
             }
         };
-        while self.wait(&fds, &mut ready, held.next_release()) {
+        let mut next_sweep = self.now() + FLOW_SWEEP_EVERY_NS;
+        loop {
+            let deadline = held
+                .next_release()
+                .map_or(next_sweep, |t| t.min(next_sweep));
+            if !self.wait(&fds, &mut ready, Some(deadline)) {
+                break;
+            }
             self.release(held, b, &output, dir);
             if self.stale() {
                 return Next::Refresh;
             }
+            let now = self.now();
+            let idle = !ready[..inputs.len()].iter().any(|r| *r);
+            half.expire_flows(
+                now,
+                if idle {
+                    FLOW_SWEEP_IDLE_BUDGET
+                } else {
+                    FLOW_SWEEP_BUDGET
+                },
+            );
+            next_sweep = now + FLOW_SWEEP_EVERY_NS;
             for (input, tun) in inputs.iter().enumerate() {
                 if !ready[input] {
                     continue;
@@ -860,6 +895,7 @@ impl Worker {
         };
         while self.wait(&fds, &mut ready, held.next_release()) {
             ing.apply_live(self.now(), live);
+            ing.expire_flows(self.now(), FLOW_SWEEP_BUDGET);
             if self.stale() {
                 self.release(held, b, &output, Dir::Ingress);
                 return Next::Refresh;

@@ -10,6 +10,8 @@
 //! every Causeway config the labs write (TUNs without TCP offloads); scripts/test.sh runs the
 //! suite once each way.
 
+#[path = "e2e/flows.rs"]
+mod flows;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -42,6 +42,12 @@ pub enum DropReason {
     ShapedPps,
     /// Over the per-tunnel cap of the VPN SKU (the aggregate may still have room).
     ShapedTunnelCap,
+    /// A packet that would start a flow while the gateway's flow table holds its limit of
+    /// concurrent flows (the SKU's, or the config's `max_flows`); existing flows go on.
+    FlowTableFull,
+    /// A packet that would start a flow above the gateway's new flows per second (the SKU's
+    /// new connections/s, or the config's `max_new_flows_per_sec`).
+    NewFlowRate,
     /// The output interface refused the packet (link down, queue full).
     TxError,
     /// A UDP 4500 datagram too short to be ESP, or a packet too large to seal.
@@ -71,7 +77,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in output order.
-    pub const ALL: [DropReason; 27] = [
+    pub const ALL: [DropReason; 29] = [
         DropReason::MalformedTruncated,
         DropReason::MalformedVersion,
         DropReason::MalformedLength,
@@ -87,6 +93,8 @@ impl DropReason {
         DropReason::ShapedBps,
         DropReason::ShapedPps,
         DropReason::ShapedTunnelCap,
+        DropReason::FlowTableFull,
+        DropReason::NewFlowRate,
         DropReason::TxError,
         DropReason::EspMalformed,
         DropReason::EspNoSa,
@@ -120,6 +128,8 @@ impl DropReason {
             DropReason::ShapedBps => "shaped_bps",
             DropReason::ShapedPps => "shaped_pps",
             DropReason::ShapedTunnelCap => "shaped_tunnel_cap",
+            DropReason::FlowTableFull => "flow_table_full",
+            DropReason::NewFlowRate => "new_flow_rate",
             DropReason::TxError => "tx_error",
             DropReason::EspMalformed => "esp_malformed",
             DropReason::EspNoSa => "esp_no_sa",

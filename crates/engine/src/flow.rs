@@ -696,7 +696,13 @@ struct Flow {
     class: u8,
     /// `T_*` bits (TCP), `T_REPLY` for other protocols too.
     bits: u8,
+    /// The connection (pipeline slot) the flow's last packet used, [`NO_CONN`] when not known
+    /// or when the slot does not fit a byte.
+    conn: u8,
 }
+
+/// [`Flow::conn`] when not known.
+const NO_CONN: u8 = u8::MAX;
 
 const _: () = assert!(std::mem::size_of::<Flow>() == 96);
 
@@ -718,6 +724,7 @@ impl Flow {
         initiator: Side::Lo,
         class: FREE,
         bits: 0,
+        conn: NO_CONN,
     };
 
     fn start(key: FlowKey, initiator: Side, now_ns: u64) -> Flow {
@@ -814,6 +821,7 @@ impl Flow {
             fin_seen: [self.bits & T_FIN_ORIG != 0, self.bits & T_FIN_REPLY != 0],
             rst_seen: self.bits & T_RST != 0,
             expires_at_ns: self.last_seen.saturating_add(self.timeout(t)),
+            connection: (self.conn != NO_CONN).then_some(usize::from(self.conn)),
         }
     }
 }
@@ -838,6 +846,9 @@ pub struct FlowInfo {
     pub rst_seen: bool,
     /// When the flow expires if no packet comes.
     pub expires_at_ns: u64,
+    /// The connection (the pipeline's index) its last packet used, when recorded
+    /// ([`FlowTable::lookup_or_insert_via`], indices below 255).
+    pub connection: Option<usize>,
 }
 
 impl FlowInfo {
@@ -1132,6 +1143,33 @@ impl FlowTable {
         packets: u64,
         bytes: u64,
     ) -> Result<FlowRef<'_>, Refused> {
+        self.lookup_or_insert_conn(now_ns, pk, packets, bytes, None)
+    }
+
+    /// [`lookup_or_insert`](Self::lookup_or_insert), and records that the packet used
+    /// connection `conn` (shown by `causeway flows`; indices of 255 and more are not recorded).
+    #[inline]
+    pub fn lookup_or_insert_via(
+        &mut self,
+        now_ns: u64,
+        pk: &PacketKey,
+        packets: u64,
+        bytes: u64,
+        conn: usize,
+    ) -> Result<FlowRef<'_>, Refused> {
+        let c = u8::try_from(conn).unwrap_or(NO_CONN);
+        self.lookup_or_insert_conn(now_ns, pk, packets, bytes, Some(c))
+    }
+
+    #[inline]
+    fn lookup_or_insert_conn(
+        &mut self,
+        now_ns: u64,
+        pk: &PacketKey,
+        packets: u64,
+        bytes: u64,
+        conn: Option<u8>,
+    ) -> Result<FlowRef<'_>, Refused> {
         let h32 = self.h32(&pk.key);
         let found = self.find(h32, &pk.key);
         let (slot, is_new) = match found {
@@ -1161,6 +1199,9 @@ impl FlowTable {
         };
         let flow = &mut self.slab[slot];
         let dir = flow.account(now_ns, pk, packets, bytes);
+        if let Some(c) = conn {
+            flow.conn = c;
+        }
         Ok(FlowRef {
             flow,
             is_new,

@@ -23,7 +23,14 @@
 //!    SKU (bits/s, packets/s). The packet leaves at once when tokens are there, or is held (in
 //!    order) until they are, up to the shaper's maximum delay; beyond that it is dropped,
 //!    `shaped_tunnel_cap`, `shaped_bps` or `shaped_pps`.
-//! 10. TTL / hop limit decremented (IPv4 checksum updated incrementally), forwarded.
+//! 10. The gateway's flow table ([`crate::flow`], one per gateway, shared by both directions):
+//!     a packet of a flow the table holds is counted on it (a super-packet as its wire packets,
+//!     a fragmented packet as its fragments); a packet that would start a flow is dropped when
+//!     the table holds its limit of concurrent flows (`flow_table_full`) or above the new flows
+//!     per second (`new_flow_rate`). ICMP errors are counted on the flow they quote and never
+//!     start one (nor are refused). The shapers only take their tokens once the flow table
+//!     admitted the packet, so a refused packet costs no rate.
+//! 11. TTL / hop limit decremented (IPv4 checksum updated incrementally), forwarded.
 //!
 //! Ingress (connection -> VNet side; for a tunnel, the inner packet after ESP was opened) is
 //! the mirror image, with rule 3 reading "source outside the prefixes of the connection it came
@@ -38,7 +45,7 @@
 //! `icmp_rate_limited`, and the packet is dropped with its reason either way.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use causeway_wire::icmp;
 use causeway_wire::ip::{self, IpSummary, PROTO_TCP, PROTO_UDP};
@@ -47,6 +54,7 @@ use causeway_wire::virtio::{self, VirtioHdr};
 use causeway_wire::Malformed;
 
 use crate::counters::{DirCounters, DropReason};
+use crate::flow::{self, Classified, FlowTable, Refused};
 use crate::prefix::{Family, Prefix};
 use crate::route::{Route, RouteTable, PREFER_CIRCUIT, PREFER_TUNNEL};
 use crate::shaper::{BurstPolicy, Shaped, Shaper, TokenBucket};
@@ -121,6 +129,18 @@ pub struct Connection {
     pub counters: Arc<PathCounters>,
 }
 
+/// A gateway's flow table, shared by the pipeline halves of both directions (so that both
+/// directions of a flow are one entry) and read by the control thread. Each half locks it
+/// once per packet it is about to forward (uncontended: one worker per direction, tens of ns;
+/// see docs/DECISIONS.md) and once per [`Egress::expire_flows`] call.
+pub type SharedFlows = Arc<Mutex<FlowTable>>;
+
+/// Locks a gateway's flow table (a worker that panicked while holding it left it consistent:
+/// every table operation completes or changes nothing before it can panic).
+pub fn lock_flows(f: &Mutex<FlowTable>) -> std::sync::MutexGuard<'_, FlowTable> {
+    f.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A gateway's limits and counters.
 #[derive(Debug, Clone)]
 pub struct GatewaySpec {
@@ -128,6 +148,57 @@ pub struct GatewaySpec {
     pub bits_per_sec: u64,
     pub packets_per_sec: Option<u64>,
     pub counters: Arc<PathCounters>,
+    /// The gateway's flow table (None: flows are not tracked, no flow limits).
+    pub flows: Option<SharedFlows>,
+}
+
+impl From<Refused> for DropReason {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::TableFull => DropReason::FlowTableFull,
+            Refused::NewFlowRate => DropReason::NewFlowRate,
+        }
+    }
+}
+
+/// Which of `workers` workers must handle `pkt` (an IP packet) so that every packet of its
+/// flow, in both directions, and the ICMP errors about it, go to the same one: the
+/// direction-independent flow key hashed by [`flow::worker_of`]. `None` for a packet that does
+/// not parse.
+///
+/// Flow affinity in the daemon today: each input (the VNet TUN, the circuit TUNs, the
+/// underlay sockets) is read by exactly one worker, which forwards in arrival order (the
+/// shaper's held packets too), so the packets of one flow in one direction are never reordered;
+/// both directions update the one entry of the gateway's shared table. A data plane with
+/// several workers per direction (multi-queue TUNs) must steer by this function.
+pub fn flow_worker(pkt: &[u8], workers: usize) -> Option<usize> {
+    let s = IpSummary::parse(pkt, false).ok()?;
+    Some(flow::worker_of(flow::classify(pkt, &s).key(), workers))
+}
+
+/// Rule 10: counts the packet on its flow, or says why a new flow is refused.
+#[inline]
+fn track_flow(
+    flows: &Mutex<FlowTable>,
+    now_ns: u64,
+    pkt: &[u8],
+    s: &IpSummary,
+    cost: &WireCost,
+    conn: usize,
+) -> Result<(), DropReason> {
+    let c = flow::classify(pkt, s);
+    let mut t = lock_flows(flows);
+    match c {
+        Classified::Flow(pk) => t
+            .lookup_or_insert_via(now_ns, &pk, cost.packets, cost.bytes, conn)
+            .map(|_| ())
+            .map_err(DropReason::from),
+        Classified::IcmpError(pk) => {
+            // An error about no flow held is forwarded all the same (path MTU discovery).
+            let _ = t.lookup_related(now_ns, &pk, cost.packets, cost.bytes);
+            Ok(())
+        }
+    }
 }
 
 /// Everything needed to build both halves of the pipeline.
@@ -281,6 +352,7 @@ impl LiveLimits {
 struct GatewayHalf {
     shaper: Shaper,
     counters: Arc<PathCounters>,
+    flows: Option<SharedFlows>,
 }
 
 /// Which half a [`Common`] serves.
@@ -500,6 +572,11 @@ impl Common {
             }
         }
         if refused.is_none() {
+            if let Some(flows) = &self.gateways[gw].flows {
+                refused = track_flow(flows, now_ns, pkt, s, &cost, conn).err();
+            }
+        }
+        if refused.is_none() {
             if let Some(cap) = &mut self.caps[conn] {
                 cap.commit(cost.bytes, cost.packets);
             }
@@ -635,6 +712,7 @@ fn common(spec: &PipelineSpec, dir: Dir, now_ns: u64) -> Common {
         .map(|g| GatewayHalf {
             shaper: Shaper::new(g.bits_per_sec, g.packets_per_sec, spec.burst, now_ns),
             counters: g.counters.clone(),
+            flows: g.flows.clone(),
         })
         .collect();
     let caps = spec
@@ -675,6 +753,15 @@ fn route_table(connections: &[Connection]) -> RouteTable {
 }
 
 impl Common {
+    /// Sweeps `budget` slots of each gateway's flow table; returns the flows removed.
+    fn expire_flows(&self, now_ns: u64, budget: usize) -> usize {
+        self.gateways
+            .iter()
+            .filter_map(|g| g.flows.as_ref())
+            .map(|f| lock_flows(f).expire(now_ns, budget))
+            .sum()
+    }
+
     /// Replaces the connection list (a config reload). A connection is the same one as before
     /// when it shares its counters (`Arc::ptr_eq`): it keeps its per-tunnel cap shaper, and
     /// with it its tokens, so a reload does not disturb it. Other tunnels get a fresh cap
@@ -776,6 +863,12 @@ impl Egress {
         self.common.apply_live(now_ns, live);
     }
 
+    /// The incremental sweep of the gateways' flow tables: `budget` slots of each (bounded
+    /// work; a worker calls it once per wake-up). Returns the flows removed as idle.
+    pub fn expire_flows(&self, now_ns: u64, budget: usize) -> usize {
+        self.common.expire_flows(now_ns, budget)
+    }
+
     pub fn connections(&self) -> &[Connection] {
         &self.common.connections
     }
@@ -847,6 +940,11 @@ impl Ingress {
     /// The shaper of gateway `gateway` for this direction.
     pub fn gateway_shaper(&mut self, gateway: usize) -> Option<&mut Shaper> {
         self.common.gateways.get_mut(gateway).map(|g| &mut g.shaper)
+    }
+
+    /// As [`Egress::expire_flows`].
+    pub fn expire_flows(&self, now_ns: u64, budget: usize) -> usize {
+        self.common.expire_flows(now_ns, budget)
     }
 
     /// Applies live limits that changed (by gateway index); cheap when nothing did.

@@ -54,6 +54,7 @@ fn gateway(bps: u64, pps: Option<u64>) -> GatewaySpec {
         bits_per_sec: bps,
         packets_per_sec: pps,
         counters: Arc::new(PathCounters::default()),
+        flows: None,
     }
 }
 
@@ -885,4 +886,299 @@ fn set_connections_reroutes_and_keeps_the_cap_of_a_connection_that_stays() {
         eg.process(0, &plain(), &mut p, &mut reply),
         Verdict::Forward { conn: 1, .. }
     ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rule 10: the gateway's flow table.
+
+/// The lab with a flow table of `max_flows` and `rate` new flows/s, shared by both halves.
+fn flow_lab(max_flows: usize, rate: Option<u64>) -> (Lab, SharedFlows) {
+    let flows: SharedFlows = Arc::new(Mutex::new(FlowTable::new(
+        crate::flow::FlowLimits {
+            max_flows,
+            new_flows_per_sec: rate,
+        },
+        crate::flow::FlowTimeouts::default(),
+        crate::flow::FlowHasher::with_seed(7),
+        0,
+    )));
+    let c = circuit("circuit-1", &["10.2.0.0/16", "fd00:2::/48"], 1500);
+    let (up, circuit_counters) = (c.up.clone(), c.counters.clone());
+    let mut g = gateway(1_000_000_000, Some(100_000));
+    g.flows = Some(flows.clone());
+    let gw = g.counters.clone();
+    let vc = Arc::new(PathCounters::default());
+    let (eg, ing) = build(
+        &PipelineSpec {
+            vnet: test_vnet(),
+            gateways: vec![g],
+            connections: vec![c],
+            burst: policer(),
+            vnet_counters: vc.clone(),
+        },
+        0,
+    );
+    let l = Lab {
+        eg,
+        ing,
+        gw,
+        vnet: vc,
+        circuit: circuit_counters,
+        up,
+        reply: vec![0; REPLY_BUF_LEN],
+    };
+    (l, flows)
+}
+
+/// A TCP segment (20-byte header, `payload` bytes) with `flags`.
+fn tcp4(src: &str, sport: u16, dst: &str, dport: u16, flags: u8, payload: usize) -> Vec<u8> {
+    let mut p = v4(src, dst, PROTO_TCP, 20 + payload, 64, true);
+    p[20..22].copy_from_slice(&sport.to_be_bytes());
+    p[22..24].copy_from_slice(&dport.to_be_bytes());
+    p[32] = 5 << 4;
+    p[33] = flags;
+    p
+}
+
+fn udp4(src: &str, sport: u16, dst: &str, dport: u16, payload: usize) -> Vec<u8> {
+    let mut p = v4(src, dst, PROTO_UDP, 8 + payload, 64, true);
+    p[20..22].copy_from_slice(&sport.to_be_bytes());
+    p[22..24].copy_from_slice(&dport.to_be_bytes());
+    p[24..26].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+    p
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+
+fn forwarded(v: Verdict) -> bool {
+    matches!(v, Verdict::Forward { .. } | Verdict::Fragment { .. })
+}
+
+#[test]
+fn a_full_table_refuses_new_flows_and_existing_ones_go_on_both_ways() {
+    let (mut l, flows) = flow_lab(2, None);
+    for port in [40000, 40001] {
+        let mut p = tcp4("10.1.0.10", port, "10.2.0.10", 5201, SYN, 0);
+        assert!(forwarded(l.eg.process(1, &plain(), &mut p, &mut l.reply)));
+    }
+    // A third connection is refused, counted at the gateway and the connection.
+    let mut p = tcp4("10.1.0.10", 40002, "10.2.0.10", 5201, SYN, 0);
+    assert_eq!(
+        l.eg.process(2, &plain(), &mut p, &mut l.reply),
+        Verdict::Drop(DropReason::FlowTableFull)
+    );
+    assert_eq!(l.gw.egress.drops(DropReason::FlowTableFull), 1);
+    assert_eq!(l.circuit.egress.drops(DropReason::FlowTableFull), 1);
+    // An inbound connection too (the table is the gateway's, both directions).
+    let mut p = tcp4("10.2.0.10", 6000, "10.1.0.10", 22, SYN, 0);
+    assert_eq!(
+        l.ing.process(3, 0, &plain(), &mut p, &mut l.reply),
+        Verdict::Drop(DropReason::FlowTableFull)
+    );
+    assert_eq!(l.gw.ingress.drops(DropReason::FlowTableFull), 1);
+    // The established ones keep flowing, both ways: the reply is the same flow.
+    for t in 4..10 {
+        let mut p = tcp4("10.2.0.10", 5201, "10.1.0.10", 40000, SYN | ACK, 100);
+        assert!(forwarded(l.ing.process(
+            t,
+            0,
+            &plain(),
+            &mut p,
+            &mut l.reply
+        )));
+        let mut p = tcp4("10.1.0.10", 40000, "10.2.0.10", 5201, ACK, 10);
+        assert!(forwarded(l.eg.process(t, &plain(), &mut p, &mut l.reply)));
+    }
+    let t = lock_flows(&flows);
+    assert_eq!(t.len(), 2);
+    let (key, _) = crate::flow::FlowKey::new(
+        4,
+        PROTO_TCP,
+        (u128::from(u32::from_be_bytes([10, 1, 0, 10])), 40000),
+        (u128::from(u32::from_be_bytes([10, 2, 0, 10])), 5201),
+    );
+    let f = t.get(10, &key).expect("the flow is held");
+    assert_eq!(f.packets, [7, 6]);
+    assert_eq!(f.bytes, [40 + 6 * 50, 6 * 140]);
+    assert_eq!(f.state, crate::flow::FlowState::TcpEstablished);
+    assert_eq!(f.connection, Some(0));
+    assert_eq!(t.stats().refused_full, 2);
+    // Only forwarded packets were counted as forwarded.
+    assert_eq!(l.gw.egress.packets.get(), 2 + 6);
+    assert_eq!(l.gw.ingress.packets.get(), 6);
+}
+
+#[test]
+fn new_flows_above_the_rate_are_dropped_and_the_bucket_refills() {
+    // 10/s: a burst of 10 (never more than a second's worth), then one per 100 ms.
+    let (mut l, flows) = flow_lab(1000, Some(10));
+    let mut admitted = 0;
+    for port in 0..30u16 {
+        let mut p = udp4("10.1.0.10", 10_000 + port, "10.2.0.10", 53, 20);
+        match l.eg.process(1_000, &plain(), &mut p, &mut l.reply) {
+            Verdict::Forward { .. } => admitted += 1,
+            Verdict::Drop(DropReason::NewFlowRate) => {}
+            v => panic!("unexpected {v:?}"),
+        }
+    }
+    assert_eq!(admitted, 10);
+    assert_eq!(l.gw.egress.drops(DropReason::NewFlowRate), 20);
+    assert_eq!(l.circuit.egress.drops(DropReason::NewFlowRate), 20);
+    // Packets of admitted flows are never refused by the rate.
+    let mut p = udp4("10.2.0.10", 53, "10.1.0.10", 10_000, 20);
+    assert!(forwarded(l.ing.process(
+        2_000,
+        0,
+        &plain(),
+        &mut p,
+        &mut l.reply
+    )));
+    // 300 ms later: three more.
+    let mut later = 0;
+    for port in 100..110u16 {
+        let mut p = udp4("10.1.0.10", 10_000 + port, "10.2.0.10", 53, 20);
+        if forwarded(l.eg.process(300_001_000, &plain(), &mut p, &mut l.reply)) {
+            later += 1;
+        }
+    }
+    assert_eq!(later, 3);
+    assert_eq!(lock_flows(&flows).stats().created, 13);
+}
+
+#[test]
+fn a_refused_packet_takes_no_shaper_tokens() {
+    let (mut l, _flows) = flow_lab(1, None);
+    let mut p = udp4("10.1.0.10", 1, "10.2.0.10", 53, 20);
+    assert!(forwarded(l.eg.process(0, &plain(), &mut p, &mut l.reply)));
+    let before = l.eg.gateway_shaper(0).unwrap().clone();
+    for port in 2..100 {
+        let mut p = udp4("10.1.0.10", port, "10.2.0.10", 53, 1000);
+        assert_eq!(
+            l.eg.process(0, &plain(), &mut p, &mut l.reply),
+            Verdict::Drop(DropReason::FlowTableFull)
+        );
+    }
+    assert_eq!(
+        format!("{:?}", l.eg.gateway_shaper(0).unwrap()),
+        format!("{before:?}")
+    );
+}
+
+#[test]
+fn a_super_packet_counts_its_wire_packets_on_the_flow() {
+    let (mut l, flows) = flow_lab(10, None);
+    let (v, mut p) = tcp_super(45 * 1448, 1448);
+    assert!(forwarded(l.eg.process(0, &v, &mut p, &mut l.reply)));
+    let t = lock_flows(&flows);
+    let f = t.iter(0).next().expect("one flow");
+    assert_eq!(f.packets[0], 45);
+    assert_eq!(f.bytes[0], (45 * (1448 + 52)) as u64);
+}
+
+#[test]
+fn idle_flows_are_swept_and_make_room() {
+    let (mut l, flows) = flow_lab(1, None);
+    let mut p = udp4("10.1.0.10", 1, "10.2.0.10", 53, 20);
+    assert!(forwarded(l.eg.process(0, &plain(), &mut p, &mut l.reply)));
+    let mut p = udp4("10.1.0.10", 2, "10.2.0.10", 53, 20);
+    assert_eq!(
+        l.eg.process(1, &plain(), &mut p, &mut l.reply),
+        Verdict::Drop(DropReason::FlowTableFull)
+    );
+    // UDP one way: 30 s idle. Not yet...
+    assert_eq!(l.ing.expire_flows(29_000_000_000, 64), 0);
+    // ...then gone, and the new flow fits.
+    assert_eq!(l.ing.expire_flows(30_000_000_000, 64), 1);
+    assert_eq!(lock_flows(&flows).len(), 0);
+    let mut p = udp4("10.1.0.10", 2, "10.2.0.10", 53, 20);
+    assert!(forwarded(l.eg.process(
+        30_000_000_001,
+        &plain(),
+        &mut p,
+        &mut l.reply
+    )));
+    assert_eq!(lock_flows(&flows).stats().expired, 1);
+}
+
+#[test]
+fn icmp_errors_are_never_refused_and_start_no_flow() {
+    let (mut l, flows) = flow_lab(1, None);
+    let mut p = udp4("10.1.0.10", 1, "10.2.0.10", 53, 20);
+    assert!(forwarded(l.eg.process(0, &plain(), &mut p, &mut l.reply)));
+    // A port unreachable about a packet of another (unknown) flow, from on-premises.
+    let quoted = udp4("10.1.0.10", 9, "10.2.0.10", 53, 8);
+    let mut e = v4(
+        "10.2.0.10",
+        "10.1.0.10",
+        PROTO_ICMP,
+        8 + quoted.len(),
+        64,
+        false,
+    );
+    e[20] = 3;
+    e[21] = 3;
+    e[28..].copy_from_slice(&quoted);
+    assert!(forwarded(l.ing.process(
+        1,
+        0,
+        &plain(),
+        &mut e,
+        &mut l.reply
+    )));
+    assert_eq!(lock_flows(&flows).len(), 1);
+    assert_eq!(l.gw.ingress.drops(DropReason::FlowTableFull), 0);
+}
+
+#[test]
+fn without_a_table_nothing_is_tracked_or_refused() {
+    let mut l = lab();
+    for port in 0..100u16 {
+        let mut p = udp4("10.1.0.10", port, "10.2.0.10", 53, 20);
+        assert!(forwarded(l.eg.process(0, &plain(), &mut p, &mut l.reply)));
+    }
+    assert_eq!(l.eg.expire_flows(0, 64), 0);
+}
+
+proptest! {
+    /// Affinity: a packet, its reply and an ICMP error about it are steered to the same worker
+    /// (whatever the number of workers), and through the two halves they are one flow entry.
+    #[test]
+    fn a_flow_and_its_reply_are_one_entry_and_one_worker(
+        a in 0u16..=u16::MAX, b in 0u16..=u16::MAX, host in 1u8..=250, tcp in any::<bool>(),
+        workers in 1usize..=16,
+    ) {
+        let (mut l, flows) = flow_lab(100, None);
+        let vnet = format!("10.1.0.{host}");
+        let (mut out, mut back) = if tcp {
+            (tcp4(&vnet, a, "10.2.0.10", b, SYN, 0), tcp4("10.2.0.10", b, &vnet, a, SYN | ACK, 0))
+        } else {
+            (udp4(&vnet, a, "10.2.0.10", b, 10), udp4("10.2.0.10", b, &vnet, a, 10))
+        };
+        let w = flow_worker(&out, workers).unwrap();
+        prop_assert!(w < workers);
+        prop_assert_eq!(flow_worker(&back, workers), Some(w));
+        // A port unreachable about `out`, from on-premises.
+        let mut quoted = out.clone();
+        quoted.truncate(28);
+        let mut err = v4("10.2.0.10", &vnet, PROTO_ICMP, 8 + quoted.len(), 64, false);
+        err[20] = 3;
+        err[21] = 3;
+        err[28..].copy_from_slice(&quoted);
+        prop_assert_eq!(flow_worker(&err, workers), Some(w));
+        prop_assert!(forwarded(l.eg.process(1, &plain(), &mut out, &mut l.reply)));
+        prop_assert!(forwarded(l.ing.process(2, 0, &plain(), &mut back, &mut l.reply)));
+        prop_assert!(forwarded(l.ing.process(3, 0, &plain(), &mut err, &mut l.reply)));
+        let t = lock_flows(&flows);
+        prop_assert_eq!(t.len(), 1);
+        let f = t.iter(3).next().unwrap();
+        // The error is counted on the flow, in the reply direction.
+        prop_assert_eq!(f.packets, [1, 2]);
+    }
+}
+
+#[test]
+fn flow_worker_refuses_garbage() {
+    assert_eq!(flow_worker(&[0x45, 0, 0], 4), None);
+    assert_eq!(flow_worker(&[], 4), None);
 }

@@ -27,12 +27,14 @@ use crate::capture::CaptureDir;
 use crate::config::{Config, ConnectionConfig, ConnectionKind, InterfaceConfig};
 use crate::control::{ControlServer, Handler};
 use crate::dataplane::{
-    flow_limits, install_routes, plan, rates, readdress, update_flows, Dataplane, Shared,
+    flow_limits, install_routes, plan, rates, readdress, update_flows, Dataplane, Plan, Shared,
 };
 use crate::metrics::MetricsServer;
 
 /// How often circuit link state is checked (a circuit that goes down loses its routes).
 const LINK_POLL: Duration = Duration::from_millis(500);
+/// How often the re-creation of a deleted circuit TUN is retried while it fails.
+const RECREATE_RETRY: Duration = Duration::from_secs(5);
 
 struct State {
     /// The running config (a reload replaces it).
@@ -180,6 +182,31 @@ impl State {
     /// need a restart), a changed SKU a legal resize of the running one, and the connections
     /// within each gateway's SKU; then what the connections need is made (TUNs, sockets,
     /// SAs), and only then applied.
+    /// Brings back the circuit of `slot` after its TUN was deleted from outside (`ip link del`):
+    /// the connection is removed and added again from the running config, as a reload that
+    /// changed it would (a new TUN with its addresses and routes). Meanwhile its traffic took
+    /// the next best route, as for a circuit that is down.
+    fn recreate(&self, slot: usize) -> Result<(), String> {
+        let mut dp = self.dataplane.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(config) = self.shared.topology().get(slot).map(|s| s.config.clone()) else {
+            return Ok(());
+        };
+        let skus = self.skus.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let plan = Plan {
+            remove: vec![slot],
+            fresh: vec![config.name.clone()],
+            add: vec![config],
+            ..Plan::default()
+        };
+        let prepared = dp.prepare(plan, &skus).map_err(|e| format!("{e:#}"))?;
+        let errors = dp.commit(prepared);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
     fn reload(&self) -> Result<ReloadResult, String> {
         let mut dp = self.dataplane.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.config();
@@ -638,7 +665,10 @@ impl crate::metrics::Source for State {
 fn watch_links(state: &State, stop: &AtomicBool) {
     let mut probes: std::collections::HashMap<Option<String>, link::LinkProbe> =
         std::collections::HashMap::new();
+    // Circuits whose TUN was deleted, by name, and when their re-creation was last tried.
+    let mut tried: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
     while !stop.load(Ordering::Relaxed) {
+        let mut missing = Vec::new();
         let t = state.shared.topology();
         let vnet_space = state.config().vnet.address_space.clone();
         // A probe pins its namespace: keep only those of namespaces with circuits now.
@@ -648,7 +678,7 @@ fn watch_links(state: &State, stop: &AtomicBool) {
                     if interface.netns == *ns)
             })
         });
-        for (_, slot) in t.iter() {
+        for (index, slot) in t.iter() {
             let ConnectionKind::ExpressRoute { interface: iface } = &slot.config.kind else {
                 continue;
             };
@@ -668,6 +698,9 @@ fn watch_links(state: &State, stop: &AtomicBool) {
             if !st.as_ref().is_ok_and(|s| s.exists) {
                 // Maybe the namespace was made again since the probe was: look afresh next time.
                 probes.remove(&iface.netns);
+            }
+            if st.as_ref().is_ok_and(|s| !s.exists) {
+                missing.push((index, circuit.name.clone()));
             }
             let up = st.map(|s| s.exists && s.up && s.running).unwrap_or(false);
             let was = circuit.up.load(Ordering::Relaxed);
@@ -689,6 +722,27 @@ fn watch_links(state: &State, stop: &AtomicBool) {
             }
         }
         drop(t);
+        // A deleted TUN does not come back by itself: make it again (every 5 s at most per
+        // circuit while that fails, say because its namespace is gone too).
+        tried.retain(|name, _| missing.iter().any(|(_, n)| n == name));
+        for (slot, name) in missing {
+            if tried
+                .get(&name)
+                .is_some_and(|t| t.elapsed() < RECREATE_RETRY)
+            {
+                continue;
+            }
+            tried.insert(name.clone(), Instant::now());
+            match state.recreate(slot) {
+                Ok(()) => {
+                    tried.remove(&name);
+                    tracing::warn!(connection = %name, "circuit TUN was deleted: made again");
+                }
+                Err(e) => {
+                    tracing::warn!(connection = %name, error = %e, "circuit TUN was deleted; making it again failed (retried in 5 s)");
+                }
+            }
+        }
         std::thread::sleep(LINK_POLL);
     }
 }

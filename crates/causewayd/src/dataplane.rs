@@ -170,6 +170,9 @@ pub struct Plan {
     pub add: Vec<ConnectionConfig>,
     /// Names of the connections left exactly as they are.
     pub unchanged: Vec<String>,
+    /// Added circuits that must get a new TUN even where a removed one had the same interface
+    /// (its TUN was deleted from outside: the old fd is dead).
+    pub fresh: Vec<String>,
 }
 
 impl Plan {
@@ -693,9 +696,12 @@ impl Dataplane {
             let (output, esp, tunnel, mtu, ready) = match &c.kind {
                 ConnectionKind::ExpressRoute { interface } => {
                     // A replaced circuit on the same interface hands its TUN over.
+                    let fresh = plan.fresh.contains(&c.name);
                     let reuse = removed.iter().find_map(|s| match &s.config.kind {
                         ConnectionKind::ExpressRoute { interface: old }
-                            if old.name == interface.name && old.netns == interface.netns =>
+                            if !fresh
+                                && old.name == interface.name
+                                && old.netns == interface.netns =>
                         {
                             Some((old.offload, s.circuit().cloned()))
                         }

@@ -497,6 +497,7 @@ impl Worker {
             }
         };
         let mut next_sweep = self.now() + FLOW_SWEEP_EVERY_NS;
+        let mut last_read_warning: Option<Instant> = None;
         loop {
             let deadline = held
                 .next_release()
@@ -528,9 +529,16 @@ impl Worker {
                         Ok(Some(n)) => n,
                         Ok(None) => break,
                         Err(e) => {
-                            // Not expected from a TUN; back off briefly so that a persistent
-                            // error cannot turn the worker into a busy loop.
-                            tracing::warn!(error = %e, tun = tun.name(), "TUN read failed");
+                            // A TUN deleted from outside (EBADFD until the link watcher makes
+                            // it again) or something unexpected: back off briefly so that a
+                            // persistent error cannot turn the worker into a busy loop, and
+                            // say so once every 5 s at most.
+                            if last_read_warning
+                                .is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(5))
+                            {
+                                tracing::warn!(error = %e, tun = tun.name(), "TUN read failed");
+                                last_read_warning = Some(Instant::now());
+                            }
                             std::thread::sleep(Duration::from_millis(10));
                             break;
                         }
@@ -683,15 +691,16 @@ impl Worker {
 
     fn tx_error(&self, e: io::Error, conn: usize, dir: Dir) {
         self.count_drop(DropReason::TxError, conn, dir);
-        // EIO: the circuit's interface is down. Withdraw its routes now rather than at the link
-        // watcher's next look, so that traffic moves to the next best route at once; the
-        // watcher restores them when the link is back.
+        // EIO: the circuit's interface is down; EBADFD: its TUN was deleted. Withdraw its routes
+        // now rather than at the link watcher's next look, so that traffic moves to the next
+        // best route at once; the watcher restores them when the link is back (or makes the
+        // deleted TUN again).
         let Some(c) = self.connections.get(conn) else {
             return;
         };
         if dir == Dir::Egress
             && c.tunnel.is_none()
-            && e.raw_os_error() == Some(libc::EIO)
+            && matches!(e.raw_os_error(), Some(libc::EIO | libc::EBADFD))
             && c.up.swap(false, Ordering::Relaxed)
         {
             tracing::warn!(connection = %c.name, "circuit write failed (link down): routes withdrawn");

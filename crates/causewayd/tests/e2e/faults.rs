@@ -9,7 +9,13 @@ use std::sync::Arc;
 
 /// Polls `value` every 20 ms until it has grown by more than `by` over its value at the call;
 /// how long that took (fails after `secs`).
-fn time_until_growth(secs: u64, what: &str, by: u64, mut value: impl FnMut() -> u64) -> Duration {
+fn time_until_growth(
+    secs: u64,
+    what: &str,
+    by: u64,
+    mut value: impl FnMut() -> u64,
+    logs: impl Fn() -> String,
+) -> Duration {
     let t = Instant::now();
     let start = value();
     loop {
@@ -18,7 +24,8 @@ fn time_until_growth(secs: u64, what: &str, by: u64, mut value: impl FnMut() -> 
         }
         assert!(
             t.elapsed() < Duration::from_secs(secs),
-            "{what}: no growth within {secs} s"
+            "{what}: no growth within {secs} s\n{}",
+            logs()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -236,7 +243,7 @@ impl Drop for SiteLab {
 }
 
 #[test]
-fn a_circuit_going_down_under_tcp_fails_over_to_the_vpn_within_a_second_and_back() {
+fn a_circuit_down_or_deleted_under_tcp_fails_over_to_the_vpn_within_a_second_and_back() {
     let lab = SiteLab::new();
     let t = run(Command::new("ip").args([
         "netns", "exec", &lab.vnet, "ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", SITE_HOST,
@@ -256,35 +263,68 @@ fn a_circuit_going_down_under_tcp_fails_over_to_the_vpn_within_a_second_and_back
         "{before:?}: the circuit first"
     );
 
-    // One TCP transfer across both switches: 14 s at 300 Mbit/s, within both paths' SKUs.
+    // One TCP transfer across four switches: 24 s at 300 Mbit/s, within both paths' SKUs.
     let (vnet, site) = (lab.vnet.clone(), lab.site.clone());
     let transfer = std::thread::spawn(move || {
-        iperf3_with(&vnet, &site, SITE_HOST, 14, &["-b", "300M", "-i", "1"])
+        iperf3_with(&vnet, &site, SITE_HOST, 24, &["-b", "300M", "-i", "1"])
     });
     std::thread::sleep(Duration::from_secs(4));
+    let tunnel = || conn_egress_packets(lab.a(), "s2s-1");
+    let circuit = || conn_egress_packets(lab.a(), "circuit-1");
 
+    // 1. The circuit's link goes down, then up again.
     run(Command::new("ip").args(["-n", &lab.site, "link", "set", "cw-er0", "down"]));
-    let failover = time_until_growth(5, "tunnel after the circuit went down", 200, || {
-        conn_egress_packets(lab.a(), "s2s-1")
+    let down = time_until_growth(5, "tunnel after the circuit went down", 200, tunnel, || {
+        lab.logs()
     });
-    std::thread::sleep(Duration::from_secs(4));
-
+    std::thread::sleep(Duration::from_secs(3));
     run(Command::new("ip").args(["-n", &lab.site, "link", "set", "cw-er0", "up"]));
     lab.circuit_route();
-    let failback = time_until_growth(5, "circuit after it came back", 200, || {
-        conn_egress_packets(lab.a(), "circuit-1")
+    let up = time_until_growth(5, "circuit after it came back up", 200, circuit, || {
+        lab.logs()
     });
     // Once back, the tunnel carries nothing more.
     std::thread::sleep(Duration::from_millis(500));
-    let tunnel_then = conn_egress_packets(lab.a(), "s2s-1");
+    let tunnel_then = tunnel();
     std::thread::sleep(Duration::from_millis(500));
-    let tunnel_idle = conn_egress_packets(lab.a(), "s2s-1") - tunnel_then;
+    let tunnel_idle = tunnel() - tunnel_then;
+    std::thread::sleep(Duration::from_secs(2));
+
+    // 2. The circuit's TUN is deleted: the daemon fails over, then makes the TUN again (with
+    // its addresses); the site's router learns its route again once the link is there.
+    run(Command::new("ip").args(["-n", &lab.site, "link", "del", "cw-er0"]));
+    let deleted = time_until_growth(
+        5,
+        "tunnel after the circuit TUN was deleted",
+        200,
+        tunnel,
+        || lab.logs(),
+    );
+    let t = Instant::now();
+    eventually(10, "the daemon makes the circuit TUN again, up", || {
+        let o = run(Command::new("ip").args(["-n", &lab.site, "link", "show", "dev", "cw-er0"]));
+        let flags = text(&o);
+        o.status.success() && (flags.contains(",UP") || flags.contains("<UP"))
+    });
+    let remade = t.elapsed();
+    lab.circuit_route();
+    let back = time_until_growth(
+        5,
+        "circuit after its TUN was made again",
+        200,
+        circuit,
+        || lab.logs(),
+    );
 
     let v = transfer.join().unwrap();
     eprintln!(
-        "failover to the VPN {:.0} ms, failback {:.0} ms; transfer {:.0} Mbit/s",
-        failover.as_secs_f64() * 1e3,
-        failback.as_secs_f64() * 1e3,
+        "link down: failover to the VPN {:.0} ms, failback {:.0} ms; TUN deleted: failover \
+         {:.0} ms, TUN made again after {:.0} ms, failback {:.0} ms; transfer {:.0} Mbit/s",
+        down.as_secs_f64() * 1e3,
+        up.as_secs_f64() * 1e3,
+        deleted.as_secs_f64() * 1e3,
+        remade.as_secs_f64() * 1e3,
+        back.as_secs_f64() * 1e3,
         v["end"]["sum_received"]["bits_per_second"]
             .as_f64()
             .unwrap_or(0.0)
@@ -296,24 +336,35 @@ fn a_circuit_going_down_under_tcp_fails_over_to_the_vpn_within_a_second_and_back
         v["error"],
         lab.logs()
     );
-    // Every second of the transfer moved data: the connection survived both switches.
+    // Every second of the transfer moved data: the connection survived every switch.
     let intervals = v["intervals"].as_array().expect("iperf3 intervals");
-    assert!(intervals.len() >= 13, "{v}");
+    assert!(intervals.len() >= 23, "{v}");
     for (i, iv) in intervals.iter().enumerate() {
         let bytes = iv["sum"]["bytes"].as_f64().unwrap_or(0.0);
         assert!(bytes > 0.0, "second {i} of the transfer moved nothing: {v}");
     }
+    for (what, d) in [
+        ("failover (link down)", down),
+        ("failback (link up)", up),
+        ("failover (TUN deleted)", deleted),
+        ("failback (TUN made again)", back),
+    ] {
+        assert!(d < Duration::from_secs(1), "{what} took {d:?}");
+    }
     assert!(
-        failover < Duration::from_secs(1),
-        "failover took {failover:?}"
-    );
-    assert!(
-        failback < Duration::from_secs(1),
-        "failback took {failback:?}"
+        remade < Duration::from_secs(3),
+        "TUN made again after {remade:?}"
     );
     assert!(
         tunnel_idle < 20,
         "the tunnel still carried {tunnel_idle} packets after failback"
+    );
+    assert!(
+        lab.a()
+            .log()
+            .contains("circuit TUN was deleted: made again"),
+        "{}",
+        lab.logs()
     );
 }
 

@@ -4,7 +4,8 @@
 # Usage: deps.sh
 #
 #   - Debian packages: iproute2 iperf3 iputils-ping tcpdump procps jq ca-certificates curl,
-#     ethtool (the end-to-end tests turn a veth's offloads off), and
+#     ethtool (the end-to-end tests turn a veth's offloads off), g++ (libFuzzer, built by
+#     cargo-fuzz for the fuzz smoke run of scripts/test.sh: scripts/fuzz.sh), and
 #     strongSwan as the IKEv2/ESP reference peer (scripts/strongswan.sh, docs/STRONGSWAN.md):
 #     strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins.
 #     `apt-get update` and `apt-get install` run only when one of them is missing; when all are
@@ -26,7 +27,7 @@ case "${1:-}" in
     *) die "unexpected argument '$1' (usage: deps.sh)" ;;
 esac
 
-packages=(iproute2 iperf3 iputils-ping tcpdump procps jq ca-certificates curl ethtool
+packages=(iproute2 iperf3 iputils-ping tcpdump procps jq ca-certificates curl ethtool g++
     strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins)
 
 installed() {
@@ -52,7 +53,7 @@ if ((${#missing[@]})); then
     done
 fi
 
-for c in ip iperf3 ping tcpdump sysctl jq ethtool; do
+for c in ip iperf3 ping tcpdump sysctl jq ethtool g++; do
     command -v "$c" >/dev/null 2>&1 || die "'$c' is missing although its package is installed"
 done
 

@@ -15,16 +15,22 @@
 //! - ICMP and ICMPv6 *errors* (ICMPv4 3, 4, 5, 11, 12; ICMPv6 1 to 4) belong to the flow of
 //!   the packet they quote ([`Classified::IcmpError`]): a "fragmentation needed" or "time
 //!   exceeded" about a TCP segment is counted on that TCP flow, is steered to the same worker
-//!   ([`worker_of`]), and never creates a flow of its own (the table is never filled with
-//!   errors, and an error is never refused because the table is full: path MTU discovery keeps
-//!   working under a flood). The quoted packet must be of the same IP version and come from the
-//!   error's destination; otherwise (or when the quote is too short for an IP header) the error
-//!   is an ordinary ICMP packet keyed by its own addresses.
-//! - Non-first fragments carry no upper-layer header: they are keyed by addresses and protocol
-//!   only (ports 0), a flow of their own beside the flow of the first fragments' ports. A
-//!   fragmented UDP stream therefore holds two entries, and its later fragments may go to
-//!   another worker than its first ones (as with RSS, which hashes fragments on the addresses
-//!   alone); the receiver reassembles whatever the order.
+//!   ([`worker_of`]), and never creates a flow of its own while that flow is held (an error
+//!   about a held flow is never refused because the table is full: path MTU discovery keeps
+//!   working under a flood). An error whose quoted flow is not held (expired, or a forged
+//!   quote) is an ordinary ICMP packet keyed by its own addresses ([`unported_key`]): it may
+//!   start a flow and is within the limits like any other, so made-up quotes cannot bypass
+//!   them. The quoted packet must be of the same IP version and come from the error's
+//!   destination; otherwise (or when the quote is too short for an IP header) the error is an
+//!   ordinary ICMP packet too.
+//! - Non-first fragments carry no upper-layer header ([`Classified::LaterFragment`]): keyed
+//!   by addresses and protocol only (ports 0), they never create a flow and are never refused
+//!   (the first fragment, which carries the ports, was admitted or refused). They are counted
+//!   on the flow of that key when one is held (a protocol without ports, such as GRE), and
+//!   otherwise forwarded untracked: the later fragments of a fragmented UDP or TCP flow are
+//!   not in its counters, and they may go to another worker than its first ones (as with RSS,
+//!   which hashes fragments on the addresses alone); the receiver reassembles whatever the
+//!   order.
 //! - Every other protocol (ESP, GRE, ICMPv6 neighbour discovery, ...), and TCP/UDP whose ports
 //!   are not within the packet: addresses and protocol.
 //!
@@ -87,7 +93,8 @@
 //! its units (the SKU catalog does). A packet that would start a flow while the table holds
 //! the limit is refused ([`Refused::TableFull`]), as is one beyond the rate
 //! ([`Refused::NewFlowRate`]; the full check comes first and a packet refused as full takes no
-//! token). Packets of existing flows are never refused.
+//! token). Packets of existing flows are never refused, their non-first fragments included
+//! (which never start nor are refused a flow), and neither are ICMP errors about them.
 
 use std::collections::hash_map::RandomState;
 use std::collections::BinaryHeap;
@@ -265,14 +272,20 @@ pub enum Classified {
     Flow(PacketKey),
     /// An ICMP or ICMPv6 error about a packet of flow `key`, travelling the other way (`from`
     /// is the side the error goes *from*: the quoted packet's destination side). It belongs to
-    /// that flow and never creates one: [`FlowTable::lookup_related`].
+    /// that flow and never creates one: [`FlowTable::lookup_related`]. When no such flow is
+    /// held, the error is an ordinary ICMP packet of key [`unported_key`] (which may create a
+    /// flow, and be refused, as any).
     IcmpError(PacketKey),
+    /// A non-first fragment (no upper-layer header): key by addresses and protocol (ports 0).
+    /// It never creates a flow and is never refused: it is counted on the flow of that key if
+    /// one is held ([`FlowTable::lookup_existing`]), else forwarded untracked.
+    LaterFragment(PacketKey),
 }
 
 impl Classified {
     pub fn packet_key(&self) -> &PacketKey {
         match self {
-            Classified::Flow(k) | Classified::IcmpError(k) => k,
+            Classified::Flow(k) | Classified::IcmpError(k) | Classified::LaterFragment(k) => k,
         }
     }
 
@@ -385,6 +398,13 @@ fn quoted(version: u8, q: &[u8]) -> Option<(PacketKey, u128)> {
     }
 }
 
+/// The key of a packet by its addresses and protocol alone (ports 0): the key of a later
+/// fragment, and of an ICMP error whose quoted flow is not held (an ordinary ICMP packet).
+#[inline]
+pub fn unported_key(s: &IpSummary) -> PacketKey {
+    PacketKey::new(s.version, s.proto, (s.src, 0), (s.dst, 0), 0)
+}
+
 /// The flow key of a packet checked by [`IpSummary::parse`] (`pkt` starts with its IP header;
 /// `s` is its summary). Never panics, whatever `pkt` and `s` hold: what is not within the
 /// packet reads as absent (ports 0, no TCP flags). See the module documentation for the rules.
@@ -395,7 +415,7 @@ pub fn classify(pkt: &[u8], s: &IpSummary) -> Classified {
     let v = s.version;
     let proto = s.proto;
     if s.is_later_fragment {
-        return Classified::Flow(PacketKey::new(v, proto, (s.src, 0), (s.dst, 0), 0));
+        return Classified::LaterFragment(unported_key(s));
     }
     let is_icmp = (proto == PROTO_ICMP && v == 4) || (proto == PROTO_ICMPV6 && v == 6);
     if is_icmp && l4.len() >= 8 {
@@ -1244,6 +1264,33 @@ impl FlowTable {
         })
     }
 
+    /// Counts a packet on the flow of `pk` if it is held and not expired (refreshing it, as
+    /// [`lookup_or_insert`](Self::lookup_or_insert) would), and nothing else: never creates a
+    /// flow, never refuses (a later fragment, [`Classified::LaterFragment`]). `None`: no such
+    /// flow (the caller forwards the packet untracked).
+    #[inline]
+    pub fn lookup_existing(
+        &mut self,
+        now_ns: u64,
+        pk: &PacketKey,
+        packets: u64,
+        bytes: u64,
+    ) -> Option<FlowRef<'_>> {
+        let h32 = self.h32(&pk.key);
+        let (_, slot) = self.find(h32, &pk.key)?;
+        let flow = &mut self.slab[slot];
+        if flow.expired(now_ns, &self.timeout_ns) {
+            return None;
+        }
+        let dir = flow.account(now_ns, pk, packets, bytes);
+        Some(FlowRef {
+            flow,
+            is_new: false,
+            dir,
+            timeouts: &self.timeout_ns,
+        })
+    }
+
     /// The flow of `key`, if held and not expired at `now_ns`.
     pub fn get(&self, now_ns: u64, key: &FlowKey) -> Option<FlowInfo> {
         let (_, slot) = self.find(self.h32(key), key)?;
@@ -1567,7 +1614,9 @@ mod tests {
         let mut later = v4(PROTO_UDP, A, B, &udp(1000, 2000));
         later[7] = 0x10; // offset 128 bytes
         causeway_wire::ip::set_v4_checksum(&mut later[..20]);
-        let l = flow_key(&later);
+        let Classified::LaterFragment(l) = classified(&later) else {
+            panic!("{:?}", classified(&later))
+        };
         assert_eq!(l.key.endpoint(Side::Lo).1, 0);
         assert_eq!(l.key.endpoint(Side::Hi).1, 0);
         assert_eq!(l.key.proto(), PROTO_UDP);
@@ -1575,7 +1624,11 @@ mod tests {
         // IPv6: a fragment header with a non-zero offset.
         let mut frag = vec![PROTO_UDP, 0, 0, 0x81, 0, 0, 0, 1];
         frag.extend_from_slice(&udp(1000, 2000));
-        let l6 = flow_key(&v6(PROTO_IPV6_FRAG, A6, B6, &frag));
+        let l6 = *classified(&v6(PROTO_IPV6_FRAG, A6, B6, &frag)).packet_key();
+        assert!(matches!(
+            classified(&v6(PROTO_IPV6_FRAG, A6, B6, &frag)),
+            Classified::LaterFragment(_)
+        ));
         assert_eq!(
             (l6.key.proto(), l6.key.endpoint(Side::Lo).1),
             (PROTO_UDP, 0)
@@ -1584,6 +1637,47 @@ mod tests {
         first6.extend_from_slice(&udp(1000, 2000));
         let f6 = flow_key(&v6(PROTO_IPV6_FRAG, A6, B6, &first6));
         assert_eq!(f6.key.endpoint(f6.from), (A6, 1000));
+    }
+
+    #[test]
+    fn later_fragments_never_create_nor_are_refused() {
+        // A full table (one flow) and no tokens: a later fragment is counted on the flow of
+        // its addresses and protocol if held, else finds nothing, and changes nothing.
+        let mut t = table(1, Some(1));
+        let mut later = v4(PROTO_UDP, A, B, &udp(1000, 2000));
+        later[7] = 0x10;
+        causeway_wire::ip::set_v4_checksum(&mut later[..20]);
+        let Classified::LaterFragment(lk) = classified(&later) else {
+            panic!()
+        };
+        assert!(t.lookup_existing(0, &lk, 1, 100).is_none());
+        assert!(t.is_empty());
+        assert_eq!(t.stats(), FlowStats::default());
+        // A protocol without ports (GRE, 47) whose flow is held: its later fragments are
+        // counted on it and refresh it.
+        let mut gre = v4(47, A, B, &[0; 8]);
+        let gk = flow_key(&gre);
+        assert!(t.lookup_or_insert(0, &gk, 1, 28).unwrap().is_new());
+        gre[7] = 0x10;
+        causeway_wire::ip::set_v4_checksum(&mut gre[..20]);
+        let Classified::LaterFragment(glk) = classified(&gre) else {
+            panic!()
+        };
+        assert_eq!(glk.key, gk.key);
+        let r = t
+            .lookup_existing(5 * S, &glk, 1, 100)
+            .expect("the GRE flow");
+        assert!(!r.is_new());
+        let info = t.get(5 * S, &gk.key).unwrap();
+        assert_eq!((info.packets[0], info.bytes[0]), (2, 128));
+        assert_eq!(info.last_seen_ns, 5 * S);
+        // Full, no tokens: the UDP fragment still finds nothing and is not refused.
+        assert!(t.lookup_existing(6 * S, &lk, 1, 100).is_none());
+        assert_eq!(
+            (t.len(), t.stats().refused_full, t.stats().refused_rate),
+            (1, 0, 0)
+        );
+        t.check_invariants();
     }
 
     #[test]

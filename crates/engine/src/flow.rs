@@ -877,6 +877,71 @@ impl FlowInfo {
     }
 }
 
+/// A [`FlowInfo`] ordered by total bytes, then key.
+#[derive(Debug, Clone, Copy)]
+struct Ranked(FlowInfo);
+
+impl Ranked {
+    fn rank(&self) -> (u64, FlowKey) {
+        (self.0.total_bytes(), self.0.key)
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.rank() == other.rank()
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+/// A top-N scan by bytes resumed chunk by chunk ([`FlowTable::scan_top`]): a cursor over the
+/// slab and a heap of at most `n` copies of flows (allocated once, at creation).
+#[derive(Debug)]
+pub struct TopScan {
+    n: usize,
+    cursor: usize,
+    heap: BinaryHeap<std::cmp::Reverse<Ranked>>,
+}
+
+impl TopScan {
+    /// A scan for the `n` flows with the most bytes.
+    pub fn new(n: usize) -> TopScan {
+        TopScan {
+            n,
+            cursor: 0,
+            heap: BinaryHeap::with_capacity(n.saturating_add(1)),
+        }
+    }
+
+    /// The flows found, most bytes first (ties by key), each key once.
+    pub fn finish(self) -> Vec<FlowInfo> {
+        let mut out: Vec<FlowInfo> = self.heap.into_iter().map(|r| r.0 .0).collect();
+        out.sort_by(|a, b| {
+            b.total_bytes()
+                .cmp(&a.total_bytes())
+                .then(a.key.cmp(&b.key))
+        });
+        // A flow removed and started again in another slot during a chunked scan: keep its
+        // first (largest) sighting.
+        let mut seen = std::collections::HashSet::with_capacity(out.len());
+        out.retain(|f| seen.insert(f.key));
+        out
+    }
+}
+
 /// The flow a packet belongs to, after it was counted.
 #[derive(Debug, Clone, Copy)]
 pub struct FlowRef<'a> {
@@ -1355,41 +1420,47 @@ impl FlowTable {
             .map(|f| f.info(&self.timeout_ns))
     }
 
-    /// The `n` flows with the most bytes (both directions), most first (a snapshot for
-    /// `causeway flows`; allocates, O(len · log n)).
+    /// The `n` flows with the most bytes (both directions), most first, in one pass under
+    /// whatever lock the caller holds (allocates, O(len · log n)). The daemon scans in chunks
+    /// instead ([`FlowTable::scan_top`]).
     pub fn top_by_bytes(&self, now_ns: u64, n: usize) -> Vec<FlowInfo> {
-        if n == 0 {
-            return Vec::new();
-        }
-        let mut heap: BinaryHeap<std::cmp::Reverse<(u64, FlowKey, usize)>> =
-            BinaryHeap::with_capacity(n + 1);
-        for (slot, f) in self.slab.iter().enumerate() {
-            if !f.is_live() || f.expired(now_ns, &self.timeout_ns) {
-                continue;
-            }
-            let total = f.bytes[0].saturating_add(f.bytes[1]);
-            if heap.len() == n {
-                match heap.peek() {
-                    Some(std::cmp::Reverse((least, _, _))) if total <= *least => continue,
-                    _ => {}
+        let mut scan = TopScan::new(n);
+        while !self.scan_top(now_ns, &mut scan, usize::MAX) {}
+        scan.finish()
+    }
+
+    /// One chunk of a top-N scan: examines the next `budget` slots from the scan's cursor
+    /// (bounded work, so that the caller can release the table's lock between chunks) and
+    /// merges the flows live at `now_ns` into its heap. True when the scan has reached the end
+    /// of the slots used. The table may change between chunks: a flow is reported as it was
+    /// when its slot was read (one created behind the cursor is missed, one moved to another
+    /// slot is reported once, with its larger count).
+    pub fn scan_top(&self, now_ns: u64, scan: &mut TopScan, budget: usize) -> bool {
+        let used = self.slab.len();
+        let end = scan.cursor.saturating_add(budget).min(used);
+        if scan.n > 0 {
+            for f in self.slab.get(scan.cursor..end).unwrap_or(&[]) {
+                if !f.is_live() || f.expired(now_ns, &self.timeout_ns) {
+                    continue;
+                }
+                let total = f.bytes[0].saturating_add(f.bytes[1]);
+                if scan.heap.len() == scan.n {
+                    match scan.heap.peek() {
+                        Some(std::cmp::Reverse(least)) if (total, f.key) <= least.rank() => {
+                            continue
+                        }
+                        _ => {}
+                    }
+                }
+                scan.heap
+                    .push(std::cmp::Reverse(Ranked(f.info(&self.timeout_ns))));
+                if scan.heap.len() > scan.n {
+                    scan.heap.pop();
                 }
             }
-            heap.push(std::cmp::Reverse((total, f.key, slot)));
-            if heap.len() > n {
-                heap.pop();
-            }
         }
-        let mut out: Vec<FlowInfo> = heap
-            .into_sorted_vec()
-            .into_iter()
-            .map(|std::cmp::Reverse((_, _, slot))| self.slab[slot].info(&self.timeout_ns))
-            .collect();
-        out.sort_by(|a, b| {
-            b.total_bytes()
-                .cmp(&a.total_bytes())
-                .then(a.key.cmp(&b.key))
-        });
-        out
+        scan.cursor = end.max(scan.cursor);
+        scan.cursor >= used || scan.n == 0
     }
 
     /// Checks the table's structure (tests).
@@ -2123,6 +2194,45 @@ mod tests {
         );
         assert!(t.stats().refused_full > 0 && t.stats().expired > 0);
         t.check_invariants();
+    }
+
+    #[test]
+    fn a_chunked_top_scan_resumes_where_it_stopped() {
+        let mut t = table(100, None);
+        for i in 0..40u32 {
+            t.lookup_or_insert(0, &udp_key(i, 0), 1, u64::from(i) * 100)
+                .unwrap();
+        }
+        let mut scan = TopScan::new(5);
+        let mut chunks = 0;
+        loop {
+            let cursor = scan.cursor;
+            let done = t.scan_top(0, &mut scan, 8);
+            assert!(scan.cursor - cursor <= 8, "at most the budget per chunk");
+            chunks += 1;
+            if done {
+                break;
+            }
+            // The table changes between chunks (the lock is released): flows ahead of the
+            // cursor grow and go.
+            if chunks == 2 {
+                t.lookup_or_insert(1, &udp_key(39, 0), 1, 10_000).unwrap();
+                assert!(t.remove(&udp_key(35, 0).key));
+            }
+        }
+        assert_eq!(chunks, 5);
+        let bytes: Vec<u64> = scan.finish().iter().map(FlowInfo::total_bytes).collect();
+        // Flow 39 is seen grown and flow 35 not at all: their slots were read after the
+        // change.
+        assert_eq!(bytes, [13_900, 3800, 3700, 3600, 3400]);
+        // n = 0 and an empty table end at once.
+        let mut scan = TopScan::new(0);
+        assert!(t.scan_top(0, &mut scan, 1));
+        assert!(scan.finish().is_empty());
+        let e = table(10, None);
+        let mut scan = TopScan::new(3);
+        assert!(e.scan_top(0, &mut scan, 1));
+        assert!(scan.finish().is_empty());
     }
 
     #[test]

@@ -709,20 +709,19 @@ struct Flow {
     bytes: [u64; 2],
     first_seen: u64,
     last_seen: u64,
-    /// Next free slot while free ([`NIL`]: none).
-    next_free: u32,
+    /// While free: the next free slot ([`NIL`]: none). While live: the connection (pipeline
+    /// slot) the flow's last packet used ([`NO_CONN`]: not known). One field for both keeps
+    /// the entry at 96 bytes with a 32-bit connection id.
+    link: u32,
     initiator: Side,
     /// A [`FlowState`], or [`FREE`].
     class: u8,
     /// `T_*` bits (TCP), `T_REPLY` for other protocols too.
     bits: u8,
-    /// The connection (pipeline slot) the flow's last packet used, [`NO_CONN`] when not known
-    /// or when the slot does not fit a byte.
-    conn: u8,
 }
 
-/// [`Flow::conn`] when not known.
-const NO_CONN: u8 = u8::MAX;
+/// [`Flow::link`] of a live flow whose connection is not known.
+const NO_CONN: u32 = u32::MAX;
 
 const _: () = assert!(std::mem::size_of::<Flow>() == 96);
 
@@ -740,13 +739,13 @@ impl Flow {
         bytes: [0; 2],
         first_seen: 0,
         last_seen: 0,
-        next_free: NIL,
+        link: NIL,
         initiator: Side::Lo,
         class: FREE,
         bits: 0,
-        conn: NO_CONN,
     };
 
+    /// A new flow (its connection not known: [`NO_CONN`]).
     fn start(key: FlowKey, initiator: Side, now_ns: u64) -> Flow {
         Flow {
             key,
@@ -841,7 +840,7 @@ impl Flow {
             fin_seen: [self.bits & T_FIN_ORIG != 0, self.bits & T_FIN_REPLY != 0],
             rst_seen: self.bits & T_RST != 0,
             expires_at_ns: self.last_seen.saturating_add(self.timeout(t)),
-            connection: (self.conn != NO_CONN).then_some(usize::from(self.conn)),
+            connection: (self.link != NO_CONN).then_some(self.link as usize),
         }
     }
 }
@@ -867,7 +866,8 @@ pub struct FlowInfo {
     /// When the flow expires if no packet comes.
     pub expires_at_ns: u64,
     /// The connection (the pipeline's index) its last packet used, when recorded
-    /// ([`FlowTable::lookup_or_insert_via`], indices below 255).
+    /// ([`FlowTable::lookup_or_insert_via`]); `None` too once that connection was removed
+    /// ([`FlowTable::forget_connections`]) and until the flow's next packet.
     pub connection: Option<usize>,
 }
 
@@ -1196,7 +1196,7 @@ impl FlowTable {
     fn unlink(&mut self, b: usize, slot: usize) {
         self.index_remove(b);
         self.slab[slot] = Flow {
-            next_free: self.free,
+            link: self.free,
             ..Flow::VACANT
         };
         self.free = slot as u32;
@@ -1206,7 +1206,7 @@ impl FlowTable {
     fn alloc_slot(&mut self) -> usize {
         if self.free != NIL {
             let s = self.free as usize;
-            self.free = self.slab[s].next_free;
+            self.free = self.slab[s].link;
             s
         } else {
             // `len < max_flows <= capacity` and no free slot: the slab has room (reserved).
@@ -1232,7 +1232,7 @@ impl FlowTable {
     }
 
     /// [`lookup_or_insert`](Self::lookup_or_insert), and records that the packet used
-    /// connection `conn` (shown by `causeway flows`; indices of 255 and more are not recorded).
+    /// connection `conn` (shown by `causeway flows`; any index below `u32::MAX`).
     #[inline]
     pub fn lookup_or_insert_via(
         &mut self,
@@ -1242,7 +1242,7 @@ impl FlowTable {
         bytes: u64,
         conn: usize,
     ) -> Result<FlowRef<'_>, Refused> {
-        let c = u8::try_from(conn).unwrap_or(NO_CONN);
+        let c = u32::try_from(conn).unwrap_or(NO_CONN);
         self.lookup_or_insert_conn(now_ns, pk, packets, bytes, Some(c))
     }
 
@@ -1253,7 +1253,7 @@ impl FlowTable {
         pk: &PacketKey,
         packets: u64,
         bytes: u64,
-        conn: Option<u8>,
+        conn: Option<u32>,
     ) -> Result<FlowRef<'_>, Refused> {
         let h32 = self.h32(&pk.key);
         let found = self.find(h32, &pk.key);
@@ -1285,7 +1285,7 @@ impl FlowTable {
         let flow = &mut self.slab[slot];
         let dir = flow.account(now_ns, pk, packets, bytes);
         if let Some(c) = conn {
-            flow.conn = c;
+            flow.link = c;
         }
         Ok(FlowRef {
             flow,
@@ -1373,6 +1373,27 @@ impl FlowTable {
             }
             None => false,
         }
+    }
+
+    /// One chunk of forgetting connections: the flows in slots `from..from + budget` whose
+    /// recorded connection satisfies `gone` (connections a reload removed, whose slot may be
+    /// given to another connection) no longer name one (`connection: None`, until their next
+    /// packet records the connection it uses). Returns where the next chunk starts, `None` when
+    /// every slot used was examined (bounded work per call, so that the caller can release
+    /// the table's lock between chunks).
+    pub fn forget_connections(
+        &mut self,
+        from: usize,
+        budget: usize,
+        gone: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        let end = from.saturating_add(budget).min(self.slab.len());
+        for f in self.slab.get_mut(from..end).unwrap_or(&mut []) {
+            if f.is_live() && f.link != NO_CONN && gone(f.link as usize) {
+                f.link = NO_CONN;
+            }
+        }
+        (end < self.slab.len()).then_some(end)
     }
 
     /// Removes every flow (a gateway deleted, a flush); keeps the memory, limits and stats.
@@ -1479,7 +1500,7 @@ impl FlowTable {
         while s != NIL {
             assert!(!self.slab[s as usize].is_live());
             free += 1;
-            s = self.slab[s as usize].next_free;
+            s = self.slab[s as usize].link;
             assert!(free <= self.slab.len());
         }
         assert_eq!(free + live, self.slab.len());
@@ -2233,6 +2254,55 @@ mod tests {
         let mut scan = TopScan::new(3);
         assert!(e.scan_top(0, &mut scan, 1));
         assert!(scan.finish().is_empty());
+    }
+
+    #[test]
+    fn connections_of_any_slot_are_recorded_and_forgotten_when_removed() {
+        let mut t = table(100, None);
+        for i in 0..10u32 {
+            // Slots above a byte (the id used to be one byte: 255 and up were lost).
+            t.lookup_or_insert_via(0, &udp_key(i, 0), 1, 100, 250 + i as usize)
+                .unwrap();
+        }
+        t.lookup_or_insert(0, &udp_key(50, 0), 1, 100).unwrap();
+        let conn = |t: &FlowTable, i: u32| t.get(0, &udp_key(i, 0).key).unwrap().connection;
+        assert_eq!(conn(&t, 9), Some(259));
+        assert_eq!(conn(&t, 5), Some(255));
+        assert_eq!(conn(&t, 50), None);
+        // A reload removed the connections of slots 255 and 258: their flows name none, in
+        // chunks of 4 slots.
+        let mut from = Some(0);
+        let mut chunks = 0;
+        while let Some(f) = from {
+            from = t.forget_connections(f, 4, |c| c == 255 || c == 258);
+            chunks += 1;
+        }
+        assert_eq!(chunks, 3);
+        let conns: Vec<Option<usize>> = (0..10).map(|i| conn(&t, i)).collect();
+        assert_eq!(
+            conns,
+            [
+                Some(250),
+                Some(251),
+                Some(252),
+                Some(253),
+                Some(254),
+                None,
+                Some(256),
+                Some(257),
+                None,
+                Some(259)
+            ]
+        );
+        // The next packet records the connection it uses.
+        t.lookup_or_insert_via(1, &udp_key(5, 0), 1, 100, 3)
+            .unwrap();
+        assert_eq!(conn(&t, 5), Some(3));
+        // A freed slot's link is the free list, not a connection.
+        assert!(t.remove(&udp_key(9, 0).key));
+        assert_eq!(t.forget_connections(0, 100, |_| true), None);
+        t.check_invariants();
+        assert_eq!(conn(&t, 0), None);
     }
 
     #[test]

@@ -919,12 +919,13 @@ pub struct TopScan {
 }
 
 impl TopScan {
-    /// A scan for the `n` flows with the most bytes.
+    /// A scan for the `n` flows with the most bytes (memory for up to 65 536 of them reserved
+    /// now; a larger `n` grows the heap as flows are found, never beyond the flows held).
     pub fn new(n: usize) -> TopScan {
         TopScan {
             n,
             cursor: 0,
-            heap: BinaryHeap::with_capacity(n.saturating_add(1)),
+            heap: BinaryHeap::with_capacity(n.min(1 << 16) + 1),
         }
     }
 
@@ -2319,6 +2320,8 @@ mod tests {
         let bytes: Vec<u64> = top.iter().map(FlowInfo::total_bytes).collect();
         assert_eq!(bytes, [900, 800, 700]);
         assert_eq!(t.top_by_bytes(0, 50).len(), 10);
+        // Any n: memory is not reserved for it (this overflowed).
+        assert_eq!(t.top_by_bytes(0, usize::MAX).len(), 10);
         assert!(t.top_by_bytes(0, 0).is_empty());
         assert_eq!(t.iter(0).count(), 10);
         assert_eq!(t.iter(31 * S).count(), 0, "expired flows are not shown");

@@ -16,7 +16,9 @@
 //!    shared by both halves), and a part of its own: 100 000 UDP packets of 60 000 flows (a new
 //!    port every other packet, replies on the same flows), with the clock running at 1 ms a
 //!    packet so that flows expire, and the incremental sweep (`expire_flows`) every 128
-//!    packets, as the workers call it: inserts, lookups, expiry and slot reuse.
+//!    packets, as the workers call it: inserts, lookups, expiry and slot reuse; every 64
+//!    packets a non-first fragment and an ICMP error go through as well (the paths that never
+//!    start a flow, or start one of the error's own addresses).
 //! 2. ESP: for each cipher (aes128gcm16, aes256gcm16, chacha20poly1305) and inner packet of 64,
 //!    512 and 1400 bytes, 11 112 round trips (100 008 in all) of `OutboundSa::seal` then
 //!    `InboundSa::open` in the same buffer, each checked (sequence number, inner packet back
@@ -33,8 +35,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use causeway_benches::esp::{self, CIPHERS, SIZES};
 use causeway_benches::{
-    lab, lab_flows, packets, tcp_super_v4, udp_v4_port, udp_v4_ttl, Dir, Lab, NOW_STEP_NS,
-    TCP_SEGMENTS,
+    icmp_error_v4, lab, lab_flows, packets, tcp_super_v4, udp_v4_later_fragment, udp_v4_port,
+    udp_v4_ttl, Dir, Lab, NOW_STEP_NS, TCP_SEGMENTS,
 };
 use causeway_engine::pipeline::{lock_flows, Verdict};
 use causeway_esp::HEADROOM;
@@ -207,6 +209,8 @@ fn flow_churn() -> Result<bool, String> {
     let mut l = lab_flows();
     let mut out = udp_v4_port(Dir::Egress, 64, 0);
     let mut back = udp_v4_port(Dir::Ingress, 64, 0);
+    let mut frag = udp_v4_later_fragment(Dir::Egress, 512);
+    let mut error = icmp_error_v4(Dir::Ingress, 7);
     let mut now = 0u64;
     let mut run = |n: u64, tally: &mut Tally| {
         for i in 0..n {
@@ -224,6 +228,17 @@ fn flow_churn() -> Result<bool, String> {
                 Verdict::Forward { .. } => tally.forwarded += 1,
                 _ => tally.other += 1,
             }
+            if i % 64 == 63 {
+                // A later fragment and an ICMP error about a flow that may or may not be held:
+                // never refused here, and never allocating.
+                for (dir, p) in [(Dir::Egress, &mut frag), (Dir::Ingress, &mut error)] {
+                    p.reset();
+                    match black_box(l.process(dir, now, p)) {
+                        Verdict::Forward { .. } => tally.forwarded += 1,
+                        _ => tally.other += 1,
+                    }
+                }
+            }
             if i % 128 == 127 {
                 black_box(l.eg.expire_flows(now, 1024));
             }
@@ -240,7 +255,8 @@ fn flow_churn() -> Result<bool, String> {
         .map(|f| lock_flows(f).stats())
         .unwrap_or_default();
     println!(
-        "flow churn: {PACKETS} packets: {} forwarded, {} other; flows created {}, expired {}",
+        "flow churn: {PACKETS} packets (and a later fragment and an ICMP error every 64): {} \
+         forwarded, {} other; flows created {}, expired {}",
         tally.forwarded, tally.other, stats.created, stats.expired
     );
     counts.report(PACKETS, "flow churn");

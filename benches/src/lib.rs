@@ -21,7 +21,7 @@ use causeway_engine::pipeline::{
 use causeway_engine::prefix::Prefix;
 use causeway_engine::shaper::BurstPolicy;
 use causeway_engine::sku::Sku;
-use causeway_wire::ip::{self, PROTO_TCP, PROTO_UDP};
+use causeway_wire::ip::{self, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use causeway_wire::virtio::{self, VirtioHdr};
 
 /// A shaper rate no benchmark can reach (10^15 bit/s, no packets/s limit): the SKU shaper admits
@@ -244,6 +244,32 @@ pub fn udp_v4_ttl(dir: Dir, total_len: usize, ttl: u8) -> Packet {
     for (i, b) in p[28..].iter_mut().enumerate() {
         *b = i as u8;
     }
+    Packet::new(VirtioHdr::default(), p, 1)
+}
+
+/// A non-first fragment (offset 1480, DF clear, no UDP header) of a UDP datagram of the VNet
+/// host's flow, `total_len` bytes: never starts nor is refused a flow.
+pub fn udp_v4_later_fragment(dir: Dir, total_len: usize) -> Packet {
+    let mut p = udp_v4(dir, total_len).bytes;
+    p[6..8].copy_from_slice(&(1480u16 / 8).to_be_bytes());
+    ip::set_v4_checksum(&mut p[..20]);
+    Packet::new(VirtioHdr::default(), p, 1)
+}
+
+/// An ICMP port unreachable coming in `dir` about a UDP datagram that went the other way from
+/// port `port` (as [`udp_v4_port`]): counted on that flow when held, else an ordinary ICMP
+/// packet (a flow of its own addresses, within the limits).
+pub fn icmp_error_v4(dir: Dir, port: u16) -> Packet {
+    let back = match dir {
+        Dir::Egress => Dir::Ingress,
+        Dir::Ingress => Dir::Egress,
+    };
+    let quoted = udp_v4_port(back, 64, port).bytes;
+    let mut p = vec![0u8; 20 + 8 + 28];
+    v4_header(&mut p, dir, PROTO_ICMP, 64);
+    p[20] = 3;
+    p[21] = 3;
+    p[28..].copy_from_slice(&quoted[..28]);
     Packet::new(VirtioHdr::default(), p, 1)
 }
 

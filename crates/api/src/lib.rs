@@ -67,8 +67,10 @@ pub const FLOWS_DEFAULT_TOP: u32 = 20;
 /// The most flows listed per gateway.
 pub const FLOWS_MAX_TOP: u32 = 10_000;
 
-/// The body of `POST /v1/flows` (the fields of [`Request::Flows`]).
+/// The body of `POST /v1/flows` (the fields of [`Request::Flows`]). An unknown field (a typo
+/// such as `"tops"`) is an error, not silently ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FlowsBody {
     #[serde(default)]
     pub gateway: Option<String>,
@@ -619,6 +621,11 @@ mod tests {
                 top: Some(5)
             }
         );
+        // An unknown field is refused (it was ignored: `tops` listed the default 20).
+        let e = serde_json::from_str::<FlowsBody>(r#"{"gateway":"er-gw","tops":5}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `tops`"), "{e}");
         let body = br#"[{"gateway":"er-gw","type":"ExpressRoute","counts":{"active":1,"max_flows":20,"new_flows_per_sec":null,"created":1,"expired":0,"refused_full":0,"refused_rate":0},"flows":[{"protocol":"udp","src":"10.1.0.10","dst":"10.2.0.10","src_port":1,"dst_port":53,"state":"udp","packets_orig":1,"packets_reply":0,"bytes_orig":40,"bytes_reply":0,"age_secs":0.5,"idle_secs":0.5,"expires_in_secs":29.5,"connection":"circuit-1"}]}]"#;
         let r = from_http(&one, 200, body).unwrap();
         let f = r.flows.unwrap();

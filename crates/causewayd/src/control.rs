@@ -554,6 +554,9 @@ mod tests {
         assert_eq!(json(&r)[0]["gateway"], "g2");
         assert_eq!(json(&r)[0]["counts"]["max_flows"], 7);
         assert_eq!(route("POST", "/v1/flows", b"{", &Fake).code, 400);
+        let r = route("POST", "/v1/flows", br#"{"gateway":"g2","tpo":7}"#, &Fake);
+        assert_eq!(r.code, 400);
+        assert!(r.body.contains("unknown field `tpo`"), "{}", r.body);
         assert_eq!(route("GET", "/v1/flows", b"", &Fake).code, 405);
         let r = route("POST", "/v1/flows", br#"{"gateway":"nope"}"#, &Fake);
         assert_eq!(r.code, 400);

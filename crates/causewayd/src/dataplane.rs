@@ -413,6 +413,19 @@ pub fn flow_limits(g: &GatewayConfig, sku: Sku) -> FlowLimits {
 
 /// Applies `limits` and `timeouts` to a gateway's flow table (a resize or a reload), at
 /// `now_ns` of the workers' clock; a no-op when nothing changed.
+/// Slots of a flow table examined per hold of its lock by [`forget_connections`].
+const FORGET_CHUNK: usize = 4096;
+
+/// The flows of `flows` that last used a connection of `slots` name none any more
+/// ([`FlowTable::forget_connections`]), the table's lock taken for [`FORGET_CHUNK`] slots at a
+/// time so that the workers never wait for a whole scan.
+pub fn forget_connections(flows: &SharedFlows, slots: &[usize]) {
+    let mut from = Some(0);
+    while let Some(f) = from {
+        from = lock_flows(flows).forget_connections(f, FORGET_CHUNK, |c| slots.contains(&c));
+    }
+}
+
 pub fn update_flows(flows: &SharedFlows, now_ns: u64, limits: FlowLimits, timeouts: FlowTimeouts) {
     let mut t = lock_flows(flows);
     if t.max_flows() != limits.max_flows || t.new_flows_per_sec() != limits.new_flows_per_sec {
@@ -895,11 +908,14 @@ impl Dataplane {
             }
         }
         let mut ready = Vec::new();
+        let mut reused = Vec::new();
         for (slot, s, r) in added {
             if t.slots.len() <= slot {
                 t.slots.resize(slot + 1, None);
             }
-            self.freed.remove(&slot);
+            if self.freed.remove(&slot).is_some() {
+                reused.push(slot);
+            }
             ready.push((slot, s.config.name.clone(), s.tunnel().cloned(), r));
             t.slots[slot] = Some(s);
         }
@@ -952,6 +968,14 @@ impl Dataplane {
             })
             .collect();
         ike_sockets.retain(|a, _| ike_used.contains(a));
+        // Flows that last used the removed connection of a slot now given to another one must
+        // not show the new one's name: they name none until their next packet (before the
+        // workers see the new connection; the slot's quarantine means none still uses the old).
+        if !reused.is_empty() {
+            for flows in &self.shared.flows {
+                forget_connections(flows, &reused);
+            }
+        }
         let generation = self.shared.publish(t);
         let all_took_it = self.wait_acks(generation);
         // A freed slot is given to a new connection only once no worker can still hold packets
@@ -1090,7 +1114,40 @@ impl Drop for Dataplane {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use causeway_engine::flow::PacketKey;
     use std::path::Path;
+
+    #[test]
+    fn reused_slots_are_forgotten_by_every_flow_in_chunks() {
+        let flows: SharedFlows = Arc::new(std::sync::Mutex::new(FlowTable::new(
+            FlowLimits {
+                max_flows: 10_000,
+                new_flows_per_sec: None,
+            },
+            FlowTimeouts::default(),
+            FlowHasher::with_seed(1),
+            0,
+        )));
+        let key = |i: u32| PacketKey::new(4, 17, (u128::from(i), 1), (u128::from(i) + 1, 2), 0);
+        {
+            let mut t = lock_flows(&flows);
+            for i in 0..10_000u32 {
+                t.lookup_or_insert_via(0, &key(i), 1, 64, (i % 300) as usize)
+                    .unwrap();
+            }
+        }
+        forget_connections(&flows, &[7, 299]);
+        let t = lock_flows(&flows);
+        let mut named = 0;
+        for f in t.iter(0) {
+            if let Some(c) = f.connection {
+                assert!(c != 7 && c != 299);
+                named += 1;
+            }
+        }
+        // 10 000 flows over 300 slots: 34 on slot 7, 33 on slot 299 (beyond a byte).
+        assert_eq!(named, 10_000 - 34 - 33);
+    }
 
     #[test]
     fn flow_limits_are_the_skus_lowered_by_the_config() {

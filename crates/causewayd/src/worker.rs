@@ -40,11 +40,31 @@ const UDP_BUF: usize = 65_535;
 /// (about 1.3 µs under the table's lock, some 10 ns per packet of a full batch; see
 /// `FlowTable::expire`).
 const FLOW_SWEEP_BUDGET: usize = 256;
-/// Slots swept when a TUN worker wakes for the sweep alone (no input ready): about 80 µs every
-/// 100 ms, so an idle table of 10^6 flows is swept in 6 s.
-const FLOW_SWEEP_IDLE_BUDGET: usize = 16_384;
+/// Slots swept by the periodic sweep, on a fixed clock ([`FLOW_SWEEP_EVERY_NS`]) whatever the
+/// traffic: about 80 µs under the table's lock every 100 ms, so every slot of a table of 10^6
+/// flows is revisited within about 6 s (plus what the per-batch sweeps add under traffic).
+const FLOW_SWEEP_PERIODIC_BUDGET: usize = 16_384;
 /// A TUN worker wakes at least this often to sweep the flow tables, traffic or not.
 const FLOW_SWEEP_EVERY_NS: u64 = 100_000_000;
+
+/// The slots of each flow table a worker sweeps on a wake-up at `now`: the periodic budget
+/// when the sweep clock `next_sweep` is due (which then moves on by one period, or to a
+/// period after `now` if the worker fell behind, so that a late worker does not sweep
+/// several periods in a row), else the small budget on a wake-up with packets to read, else
+/// nothing (a wake-up to release a shaped packet sweeps nothing).
+fn sweep_budget(now: u64, next_sweep: &mut u64, has_packets: bool) -> usize {
+    if now >= *next_sweep {
+        *next_sweep = next_sweep.saturating_add(FLOW_SWEEP_EVERY_NS);
+        if *next_sweep <= now {
+            *next_sweep = now.saturating_add(FLOW_SWEEP_EVERY_NS);
+        }
+        FLOW_SWEEP_PERIODIC_BUDGET
+    } else if has_packets {
+        FLOW_SWEEP_BUDGET
+    } else {
+        0
+    }
+}
 
 /// Where a connection's packets go.
 #[derive(Clone)]
@@ -510,16 +530,11 @@ impl Worker {
                 return Next::Refresh;
             }
             let now = self.now();
-            let idle = !ready[..inputs.len()].iter().any(|r| *r);
-            half.expire_flows(
-                now,
-                if idle {
-                    FLOW_SWEEP_IDLE_BUDGET
-                } else {
-                    FLOW_SWEEP_BUDGET
-                },
-            );
-            next_sweep = now + FLOW_SWEEP_EVERY_NS;
+            let has_packets = ready[..inputs.len()].iter().any(|r| *r);
+            let budget = sweep_budget(now, &mut next_sweep, has_packets);
+            if budget > 0 {
+                half.expire_flows(now, budget);
+            }
             for (input, tun) in inputs.iter().enumerate() {
                 if !ready[input] {
                     continue;
@@ -904,7 +919,11 @@ impl Worker {
         };
         while self.wait(&fds, &mut ready, held.next_release()) {
             ing.apply_live(self.now(), live);
-            ing.expire_flows(self.now(), FLOW_SWEEP_BUDGET);
+            // The periodic sweep is the TUN workers' (they wake on a clock); here the small
+            // budget, only on wake-ups with datagrams to read.
+            if ready[..view.sockets.len()].iter().any(|r| *r) {
+                ing.expire_flows(self.now(), FLOW_SWEEP_BUDGET);
+            }
             if self.stale() {
                 self.release(held, b, &output, Dir::Ingress);
                 return Next::Refresh;
@@ -1112,5 +1131,68 @@ impl Worker {
         } else if !held.push(bytes, conn, at, frag, sample.then_some(now)) {
             self.count_drop(DropReason::ShapedBps, conn, Dir::Ingress);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: u64 = FLOW_SWEEP_EVERY_NS;
+
+    #[test]
+    fn the_periodic_sweep_runs_on_a_fixed_clock_whatever_the_traffic() {
+        let mut next = P;
+        // Wake-ups with packets every 1 ms for 1 s: the big sweep runs once per period all the
+        // same (it never did under traffic: every wake-up pushed the clock back).
+        let mut big = 0;
+        let mut small = 0;
+        for ms in 1..=1000u64 {
+            match sweep_budget(ms * 1_000_000, &mut next, true) {
+                FLOW_SWEEP_PERIODIC_BUDGET => big += 1,
+                FLOW_SWEEP_BUDGET => small += 1,
+                b => panic!("budget {b}"),
+            }
+        }
+        assert_eq!(big, 10);
+        assert_eq!(small, 990);
+        assert_eq!(next, 11 * P);
+    }
+
+    #[test]
+    fn a_wake_up_without_packets_before_the_clock_sweeps_nothing() {
+        // Shaper releases every 10 µs: no sweep at all until the clock is due (each one swept
+        // 16384 slots before), then exactly one periodic sweep.
+        let mut next = P;
+        let mut swept = 0;
+        let mut t = 10_000;
+        while t < P {
+            swept += sweep_budget(t, &mut next, false);
+            t += 10_000;
+        }
+        assert_eq!(swept, 0);
+        assert_eq!(
+            sweep_budget(P, &mut next, false),
+            FLOW_SWEEP_PERIODIC_BUDGET
+        );
+        assert_eq!(next, 2 * P);
+        assert_eq!(sweep_budget(P + 1, &mut next, false), 0);
+    }
+
+    #[test]
+    fn a_late_worker_does_not_sweep_every_period_it_missed() {
+        let mut next = P;
+        assert_eq!(
+            sweep_budget(10 * P + 5, &mut next, false),
+            FLOW_SWEEP_PERIODIC_BUDGET
+        );
+        assert_eq!(next, 11 * P + 5);
+        assert_eq!(sweep_budget(10 * P + 6, &mut next, true), FLOW_SWEEP_BUDGET);
+        // Slightly late: the clock keeps its phase.
+        assert_eq!(
+            sweep_budget(11 * P + 7, &mut next, true),
+            FLOW_SWEEP_PERIODIC_BUDGET
+        );
+        assert_eq!(next, 12 * P + 5);
     }
 }

@@ -15,16 +15,22 @@
 //! - ICMP and ICMPv6 *errors* (ICMPv4 3, 4, 5, 11, 12; ICMPv6 1 to 4) belong to the flow of
 //!   the packet they quote ([`Classified::IcmpError`]): a "fragmentation needed" or "time
 //!   exceeded" about a TCP segment is counted on that TCP flow, is steered to the same worker
-//!   ([`worker_of`]), and never creates a flow of its own (the table is never filled with
-//!   errors, and an error is never refused because the table is full: path MTU discovery keeps
-//!   working under a flood). The quoted packet must be of the same IP version and come from the
-//!   error's destination; otherwise (or when the quote is too short for an IP header) the error
-//!   is an ordinary ICMP packet keyed by its own addresses.
-//! - Non-first fragments carry no upper-layer header: they are keyed by addresses and protocol
-//!   only (ports 0), a flow of their own beside the flow of the first fragments' ports. A
-//!   fragmented UDP stream therefore holds two entries, and its later fragments may go to
-//!   another worker than its first ones (as with RSS, which hashes fragments on the addresses
-//!   alone); the receiver reassembles whatever the order.
+//!   ([`worker_of`]), and never creates a flow of its own while that flow is held (an error
+//!   about a held flow is never refused because the table is full: path MTU discovery keeps
+//!   working under a flood). An error whose quoted flow is not held (expired, or a forged
+//!   quote) is an ordinary ICMP packet keyed by its own addresses ([`unported_key`]): it may
+//!   start a flow and is within the limits like any other, so made-up quotes cannot bypass
+//!   them. The quoted packet must be of the same IP version and come from the error's
+//!   destination; otherwise (or when the quote is too short for an IP header) the error is an
+//!   ordinary ICMP packet too.
+//! - Non-first fragments carry no upper-layer header ([`Classified::LaterFragment`]): keyed
+//!   by addresses and protocol only (ports 0), they never create a flow and are never refused
+//!   (the first fragment, which carries the ports, was admitted or refused). They are counted
+//!   on the flow of that key when one is held (a protocol without ports, such as GRE), and
+//!   otherwise forwarded untracked: the later fragments of a fragmented UDP or TCP flow are
+//!   not in its counters, and they may go to another worker than its first ones (as with RSS,
+//!   which hashes fragments on the addresses alone); the receiver reassembles whatever the
+//!   order.
 //! - Every other protocol (ESP, GRE, ICMPv6 neighbour discovery, ...), and TCP/UDP whose ports
 //!   are not within the packet: addresses and protocol.
 //!
@@ -57,7 +63,8 @@
 //! ([`FlowTable::memory_bytes`]): 200 000 flows (ErStandard) ≈ 23 MB, 10⁶ ≈ 113 MB. The slab is
 //! reserved, not written, at creation, and the index is zeroed memory, so pages become resident
 //! as flows use them. Lookup, insert, expiry and removal never allocate; only a live resize to
-//! more flows than the table was made for ([`FlowTable::set_limits`]) does, once.
+//! more flows than the table was made for ([`FlowTable::set_limits`]) does, once. A resize to
+//! fewer flows keeps the memory (the capacity never shrinks).
 //!
 //! # Timeouts and expiry
 //!
@@ -65,10 +72,11 @@
 //! the timeout of its state ([`FlowTimeouts`]). An expired flow is gone: a packet with its key
 //! starts a new flow (through the limits, as any new flow). Its memory is reclaimed by
 //! [`FlowTable::expire`], a sweep over the slab that examines a bounded number of slots per
-//! call (the worker calls it every batch), or at once when a packet of the same key arrives, or
+//! call (the daemon's TUN workers call it with 16,384 slots every 100 ms on a fixed clock, and
+//! with 256 on each wake-up with packets), or at once when a packet of the same key arrives, or
 //! by [`FlowTable::remove`]. Until then it counts in [`FlowTable::len`] and against the limit of
 //! concurrent flows: with a budget of `b` slots per call, an expired flow holds its slot for at
-//! most `capacity / b` calls.
+//! most `slots used / b` calls.
 //!
 //! TCP is tracked as far as the timeouts need: a flow is in *handshake* until the responder
 //! sends a packet that is not an RST, then *established*; a FIN from either side or an RST
@@ -87,7 +95,8 @@
 //! its units (the SKU catalog does). A packet that would start a flow while the table holds
 //! the limit is refused ([`Refused::TableFull`]), as is one beyond the rate
 //! ([`Refused::NewFlowRate`]; the full check comes first and a packet refused as full takes no
-//! token). Packets of existing flows are never refused.
+//! token). Packets of existing flows are never refused, their non-first fragments included
+//! (which never start nor are refused a flow), and neither are ICMP errors about them.
 
 use std::collections::hash_map::RandomState;
 use std::collections::BinaryHeap;
@@ -265,14 +274,20 @@ pub enum Classified {
     Flow(PacketKey),
     /// An ICMP or ICMPv6 error about a packet of flow `key`, travelling the other way (`from`
     /// is the side the error goes *from*: the quoted packet's destination side). It belongs to
-    /// that flow and never creates one: [`FlowTable::lookup_related`].
+    /// that flow and never creates one: [`FlowTable::lookup_related`]. When no such flow is
+    /// held, the error is an ordinary ICMP packet of key [`unported_key`] (which may create a
+    /// flow, and be refused, as any).
     IcmpError(PacketKey),
+    /// A non-first fragment (no upper-layer header): key by addresses and protocol (ports 0).
+    /// It never creates a flow and is never refused: it is counted on the flow of that key if
+    /// one is held ([`FlowTable::lookup_existing`]), else forwarded untracked.
+    LaterFragment(PacketKey),
 }
 
 impl Classified {
     pub fn packet_key(&self) -> &PacketKey {
         match self {
-            Classified::Flow(k) | Classified::IcmpError(k) => k,
+            Classified::Flow(k) | Classified::IcmpError(k) | Classified::LaterFragment(k) => k,
         }
     }
 
@@ -385,6 +400,13 @@ fn quoted(version: u8, q: &[u8]) -> Option<(PacketKey, u128)> {
     }
 }
 
+/// The key of a packet by its addresses and protocol alone (ports 0): the key of a later
+/// fragment, and of an ICMP error whose quoted flow is not held (an ordinary ICMP packet).
+#[inline]
+pub fn unported_key(s: &IpSummary) -> PacketKey {
+    PacketKey::new(s.version, s.proto, (s.src, 0), (s.dst, 0), 0)
+}
+
 /// The flow key of a packet checked by [`IpSummary::parse`] (`pkt` starts with its IP header;
 /// `s` is its summary). Never panics, whatever `pkt` and `s` hold: what is not within the
 /// packet reads as absent (ports 0, no TCP flags). See the module documentation for the rules.
@@ -395,7 +417,7 @@ pub fn classify(pkt: &[u8], s: &IpSummary) -> Classified {
     let v = s.version;
     let proto = s.proto;
     if s.is_later_fragment {
-        return Classified::Flow(PacketKey::new(v, proto, (s.src, 0), (s.dst, 0), 0));
+        return Classified::LaterFragment(unported_key(s));
     }
     let is_icmp = (proto == PROTO_ICMP && v == 4) || (proto == PROTO_ICMPV6 && v == 6);
     if is_icmp && l4.len() >= 8 {
@@ -689,20 +711,19 @@ struct Flow {
     bytes: [u64; 2],
     first_seen: u64,
     last_seen: u64,
-    /// Next free slot while free ([`NIL`]: none).
-    next_free: u32,
+    /// While free: the next free slot ([`NIL`]: none). While live: the connection (pipeline
+    /// slot) the flow's last packet used ([`NO_CONN`]: not known). One field for both keeps
+    /// the entry at 96 bytes with a 32-bit connection id.
+    link: u32,
     initiator: Side,
     /// A [`FlowState`], or [`FREE`].
     class: u8,
     /// `T_*` bits (TCP), `T_REPLY` for other protocols too.
     bits: u8,
-    /// The connection (pipeline slot) the flow's last packet used, [`NO_CONN`] when not known
-    /// or when the slot does not fit a byte.
-    conn: u8,
 }
 
-/// [`Flow::conn`] when not known.
-const NO_CONN: u8 = u8::MAX;
+/// [`Flow::link`] of a live flow whose connection is not known.
+const NO_CONN: u32 = u32::MAX;
 
 const _: () = assert!(std::mem::size_of::<Flow>() == 96);
 
@@ -720,13 +741,13 @@ impl Flow {
         bytes: [0; 2],
         first_seen: 0,
         last_seen: 0,
-        next_free: NIL,
+        link: NIL,
         initiator: Side::Lo,
         class: FREE,
         bits: 0,
-        conn: NO_CONN,
     };
 
+    /// A new flow (its connection not known: [`NO_CONN`]).
     fn start(key: FlowKey, initiator: Side, now_ns: u64) -> Flow {
         Flow {
             key,
@@ -821,7 +842,7 @@ impl Flow {
             fin_seen: [self.bits & T_FIN_ORIG != 0, self.bits & T_FIN_REPLY != 0],
             rst_seen: self.bits & T_RST != 0,
             expires_at_ns: self.last_seen.saturating_add(self.timeout(t)),
-            connection: (self.conn != NO_CONN).then_some(usize::from(self.conn)),
+            connection: (self.link != NO_CONN).then_some(self.link as usize),
         }
     }
 }
@@ -847,13 +868,80 @@ pub struct FlowInfo {
     /// When the flow expires if no packet comes.
     pub expires_at_ns: u64,
     /// The connection (the pipeline's index) its last packet used, when recorded
-    /// ([`FlowTable::lookup_or_insert_via`], indices below 255).
+    /// ([`FlowTable::lookup_or_insert_via`]); `None` too once that connection was removed
+    /// ([`FlowTable::forget_connections`]) and until the flow's next packet.
     pub connection: Option<usize>,
 }
 
 impl FlowInfo {
     pub fn total_bytes(&self) -> u64 {
         self.bytes[0].saturating_add(self.bytes[1])
+    }
+}
+
+/// A [`FlowInfo`] ordered by total bytes, then key.
+#[derive(Debug, Clone, Copy)]
+struct Ranked(FlowInfo);
+
+impl Ranked {
+    fn rank(&self) -> (u64, FlowKey) {
+        (self.0.total_bytes(), self.0.key)
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.rank() == other.rank()
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+/// A top-N scan by bytes resumed chunk by chunk ([`FlowTable::scan_top`]): a cursor over the
+/// slab and a heap of at most `n` copies of flows (allocated once, at creation).
+#[derive(Debug)]
+pub struct TopScan {
+    n: usize,
+    cursor: usize,
+    heap: BinaryHeap<std::cmp::Reverse<Ranked>>,
+}
+
+impl TopScan {
+    /// A scan for the `n` flows with the most bytes (memory for up to 65 536 of them reserved
+    /// now; a larger `n` grows the heap as flows are found, never beyond the flows held).
+    pub fn new(n: usize) -> TopScan {
+        TopScan {
+            n,
+            cursor: 0,
+            heap: BinaryHeap::with_capacity(n.min(1 << 16) + 1),
+        }
+    }
+
+    /// The flows found, most bytes first (ties by key), each key once.
+    pub fn finish(self) -> Vec<FlowInfo> {
+        let mut out: Vec<FlowInfo> = self.heap.into_iter().map(|r| r.0 .0).collect();
+        out.sort_by(|a, b| {
+            b.total_bytes()
+                .cmp(&a.total_bytes())
+                .then(a.key.cmp(&b.key))
+        });
+        // A flow removed and started again in another slot during a chunked scan: keep its
+        // first (largest) sighting.
+        let mut seen = std::collections::HashSet::with_capacity(out.len());
+        out.retain(|f| seen.insert(f.key));
+        out
     }
 }
 
@@ -1021,8 +1109,9 @@ impl FlowTable {
     /// A live resize. Existing flows always stay: with a limit below [`len`](Self::len) no
     /// flow is created until enough expired. The new-flows bucket keeps its tokens (capped to
     /// the new burst). A limit above the capacity grows the table: the one operation that
-    /// allocates (the slab is moved and the index rebuilt, O(len): 60 to 80 ms per 10⁶ flows on
-    /// the 2-core test machine, a stall of the thread that owns the table).
+    /// allocates (the slab is moved and the index rebuilt, O(len): about 11 ms for 200 000
+    /// flows held, 25 ms for 400 000, 60 ms for 10⁶ on the 2-core test machine, a stall of every
+    /// thread that needs the table's lock). A lower limit keeps the memory.
     pub fn set_limits(&mut self, now_ns: u64, limits: FlowLimits) {
         let max = limits.max_flows.min(MAX_CAPACITY);
         if max > self.capacity {
@@ -1111,7 +1200,7 @@ impl FlowTable {
     fn unlink(&mut self, b: usize, slot: usize) {
         self.index_remove(b);
         self.slab[slot] = Flow {
-            next_free: self.free,
+            link: self.free,
             ..Flow::VACANT
         };
         self.free = slot as u32;
@@ -1121,7 +1210,7 @@ impl FlowTable {
     fn alloc_slot(&mut self) -> usize {
         if self.free != NIL {
             let s = self.free as usize;
-            self.free = self.slab[s].next_free;
+            self.free = self.slab[s].link;
             s
         } else {
             // `len < max_flows <= capacity` and no free slot: the slab has room (reserved).
@@ -1147,7 +1236,7 @@ impl FlowTable {
     }
 
     /// [`lookup_or_insert`](Self::lookup_or_insert), and records that the packet used
-    /// connection `conn` (shown by `causeway flows`; indices of 255 and more are not recorded).
+    /// connection `conn` (shown by `causeway flows`; any index below `u32::MAX`).
     #[inline]
     pub fn lookup_or_insert_via(
         &mut self,
@@ -1157,7 +1246,7 @@ impl FlowTable {
         bytes: u64,
         conn: usize,
     ) -> Result<FlowRef<'_>, Refused> {
-        let c = u8::try_from(conn).unwrap_or(NO_CONN);
+        let c = u32::try_from(conn).unwrap_or(NO_CONN);
         self.lookup_or_insert_conn(now_ns, pk, packets, bytes, Some(c))
     }
 
@@ -1168,7 +1257,7 @@ impl FlowTable {
         pk: &PacketKey,
         packets: u64,
         bytes: u64,
-        conn: Option<u8>,
+        conn: Option<u32>,
     ) -> Result<FlowRef<'_>, Refused> {
         let h32 = self.h32(&pk.key);
         let found = self.find(h32, &pk.key);
@@ -1200,7 +1289,7 @@ impl FlowTable {
         let flow = &mut self.slab[slot];
         let dir = flow.account(now_ns, pk, packets, bytes);
         if let Some(c) = conn {
-            flow.conn = c;
+            flow.link = c;
         }
         Ok(FlowRef {
             flow,
@@ -1244,6 +1333,33 @@ impl FlowTable {
         })
     }
 
+    /// Counts a packet on the flow of `pk` if it is held and not expired (refreshing it, as
+    /// [`lookup_or_insert`](Self::lookup_or_insert) would), and nothing else: never creates a
+    /// flow, never refuses (a later fragment, [`Classified::LaterFragment`]). `None`: no such
+    /// flow (the caller forwards the packet untracked).
+    #[inline]
+    pub fn lookup_existing(
+        &mut self,
+        now_ns: u64,
+        pk: &PacketKey,
+        packets: u64,
+        bytes: u64,
+    ) -> Option<FlowRef<'_>> {
+        let h32 = self.h32(&pk.key);
+        let (_, slot) = self.find(h32, &pk.key)?;
+        let flow = &mut self.slab[slot];
+        if flow.expired(now_ns, &self.timeout_ns) {
+            return None;
+        }
+        let dir = flow.account(now_ns, pk, packets, bytes);
+        Some(FlowRef {
+            flow,
+            is_new: false,
+            dir,
+            timeouts: &self.timeout_ns,
+        })
+    }
+
     /// The flow of `key`, if held and not expired at `now_ns`.
     pub fn get(&self, now_ns: u64, key: &FlowKey) -> Option<FlowInfo> {
         let (_, slot) = self.find(self.h32(key), key)?;
@@ -1261,6 +1377,27 @@ impl FlowTable {
             }
             None => false,
         }
+    }
+
+    /// One chunk of forgetting connections: the flows in slots `from..from + budget` whose
+    /// recorded connection satisfies `gone` (connections a reload removed, whose slot may be
+    /// given to another connection) no longer name one (`connection: None`, until their next
+    /// packet records the connection it uses). Returns where the next chunk starts, `None` when
+    /// every slot used was examined (bounded work per call, so that the caller can release
+    /// the table's lock between chunks).
+    pub fn forget_connections(
+        &mut self,
+        from: usize,
+        budget: usize,
+        gone: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        let end = from.saturating_add(budget).min(self.slab.len());
+        for f in self.slab.get_mut(from..end).unwrap_or(&mut []) {
+            if f.is_live() && f.link != NO_CONN && gone(f.link as usize) {
+                f.link = NO_CONN;
+            }
+        }
+        (end < self.slab.len()).then_some(end)
     }
 
     /// Removes every flow (a gateway deleted, a flush); keeps the memory, limits and stats.
@@ -1308,41 +1445,47 @@ impl FlowTable {
             .map(|f| f.info(&self.timeout_ns))
     }
 
-    /// The `n` flows with the most bytes (both directions), most first (a snapshot for
-    /// `causeway flows`; allocates, O(len · log n)).
+    /// The `n` flows with the most bytes (both directions), most first, in one pass under
+    /// whatever lock the caller holds (allocates, O(len · log n)). The daemon scans in chunks
+    /// instead ([`FlowTable::scan_top`]).
     pub fn top_by_bytes(&self, now_ns: u64, n: usize) -> Vec<FlowInfo> {
-        if n == 0 {
-            return Vec::new();
-        }
-        let mut heap: BinaryHeap<std::cmp::Reverse<(u64, FlowKey, usize)>> =
-            BinaryHeap::with_capacity(n + 1);
-        for (slot, f) in self.slab.iter().enumerate() {
-            if !f.is_live() || f.expired(now_ns, &self.timeout_ns) {
-                continue;
-            }
-            let total = f.bytes[0].saturating_add(f.bytes[1]);
-            if heap.len() == n {
-                match heap.peek() {
-                    Some(std::cmp::Reverse((least, _, _))) if total <= *least => continue,
-                    _ => {}
+        let mut scan = TopScan::new(n);
+        while !self.scan_top(now_ns, &mut scan, usize::MAX) {}
+        scan.finish()
+    }
+
+    /// One chunk of a top-N scan: examines the next `budget` slots from the scan's cursor
+    /// (bounded work, so that the caller can release the table's lock between chunks) and
+    /// merges the flows live at `now_ns` into its heap. True when the scan has reached the end
+    /// of the slots used. The table may change between chunks: a flow is reported as it was
+    /// when its slot was read (one created behind the cursor is missed, one moved to another
+    /// slot is reported once, with its larger count).
+    pub fn scan_top(&self, now_ns: u64, scan: &mut TopScan, budget: usize) -> bool {
+        let used = self.slab.len();
+        let end = scan.cursor.saturating_add(budget).min(used);
+        if scan.n > 0 {
+            for f in self.slab.get(scan.cursor..end).unwrap_or(&[]) {
+                if !f.is_live() || f.expired(now_ns, &self.timeout_ns) {
+                    continue;
+                }
+                let total = f.bytes[0].saturating_add(f.bytes[1]);
+                if scan.heap.len() == scan.n {
+                    match scan.heap.peek() {
+                        Some(std::cmp::Reverse(least)) if (total, f.key) <= least.rank() => {
+                            continue
+                        }
+                        _ => {}
+                    }
+                }
+                scan.heap
+                    .push(std::cmp::Reverse(Ranked(f.info(&self.timeout_ns))));
+                if scan.heap.len() > scan.n {
+                    scan.heap.pop();
                 }
             }
-            heap.push(std::cmp::Reverse((total, f.key, slot)));
-            if heap.len() > n {
-                heap.pop();
-            }
         }
-        let mut out: Vec<FlowInfo> = heap
-            .into_sorted_vec()
-            .into_iter()
-            .map(|std::cmp::Reverse((_, _, slot))| self.slab[slot].info(&self.timeout_ns))
-            .collect();
-        out.sort_by(|a, b| {
-            b.total_bytes()
-                .cmp(&a.total_bytes())
-                .then(a.key.cmp(&b.key))
-        });
-        out
+        scan.cursor = end.max(scan.cursor);
+        scan.cursor >= used || scan.n == 0
     }
 
     /// Checks the table's structure (tests).
@@ -1361,7 +1504,7 @@ impl FlowTable {
         while s != NIL {
             assert!(!self.slab[s as usize].is_live());
             free += 1;
-            s = self.slab[s as usize].next_free;
+            s = self.slab[s as usize].link;
             assert!(free <= self.slab.len());
         }
         assert_eq!(free + live, self.slab.len());
@@ -1567,7 +1710,9 @@ mod tests {
         let mut later = v4(PROTO_UDP, A, B, &udp(1000, 2000));
         later[7] = 0x10; // offset 128 bytes
         causeway_wire::ip::set_v4_checksum(&mut later[..20]);
-        let l = flow_key(&later);
+        let Classified::LaterFragment(l) = classified(&later) else {
+            panic!("{:?}", classified(&later))
+        };
         assert_eq!(l.key.endpoint(Side::Lo).1, 0);
         assert_eq!(l.key.endpoint(Side::Hi).1, 0);
         assert_eq!(l.key.proto(), PROTO_UDP);
@@ -1575,7 +1720,11 @@ mod tests {
         // IPv6: a fragment header with a non-zero offset.
         let mut frag = vec![PROTO_UDP, 0, 0, 0x81, 0, 0, 0, 1];
         frag.extend_from_slice(&udp(1000, 2000));
-        let l6 = flow_key(&v6(PROTO_IPV6_FRAG, A6, B6, &frag));
+        let l6 = *classified(&v6(PROTO_IPV6_FRAG, A6, B6, &frag)).packet_key();
+        assert!(matches!(
+            classified(&v6(PROTO_IPV6_FRAG, A6, B6, &frag)),
+            Classified::LaterFragment(_)
+        ));
         assert_eq!(
             (l6.key.proto(), l6.key.endpoint(Side::Lo).1),
             (PROTO_UDP, 0)
@@ -1584,6 +1733,47 @@ mod tests {
         first6.extend_from_slice(&udp(1000, 2000));
         let f6 = flow_key(&v6(PROTO_IPV6_FRAG, A6, B6, &first6));
         assert_eq!(f6.key.endpoint(f6.from), (A6, 1000));
+    }
+
+    #[test]
+    fn later_fragments_never_create_nor_are_refused() {
+        // A full table (one flow) and no tokens: a later fragment is counted on the flow of
+        // its addresses and protocol if held, else finds nothing, and changes nothing.
+        let mut t = table(1, Some(1));
+        let mut later = v4(PROTO_UDP, A, B, &udp(1000, 2000));
+        later[7] = 0x10;
+        causeway_wire::ip::set_v4_checksum(&mut later[..20]);
+        let Classified::LaterFragment(lk) = classified(&later) else {
+            panic!()
+        };
+        assert!(t.lookup_existing(0, &lk, 1, 100).is_none());
+        assert!(t.is_empty());
+        assert_eq!(t.stats(), FlowStats::default());
+        // A protocol without ports (GRE, 47) whose flow is held: its later fragments are
+        // counted on it and refresh it.
+        let mut gre = v4(47, A, B, &[0; 8]);
+        let gk = flow_key(&gre);
+        assert!(t.lookup_or_insert(0, &gk, 1, 28).unwrap().is_new());
+        gre[7] = 0x10;
+        causeway_wire::ip::set_v4_checksum(&mut gre[..20]);
+        let Classified::LaterFragment(glk) = classified(&gre) else {
+            panic!()
+        };
+        assert_eq!(glk.key, gk.key);
+        let r = t
+            .lookup_existing(5 * S, &glk, 1, 100)
+            .expect("the GRE flow");
+        assert!(!r.is_new());
+        let info = t.get(5 * S, &gk.key).unwrap();
+        assert_eq!((info.packets[0], info.bytes[0]), (2, 128));
+        assert_eq!(info.last_seen_ns, 5 * S);
+        // Full, no tokens: the UDP fragment still finds nothing and is not refused.
+        assert!(t.lookup_existing(6 * S, &lk, 1, 100).is_none());
+        assert_eq!(
+            (t.len(), t.stats().refused_full, t.stats().refused_rate),
+            (1, 0, 0)
+        );
+        t.check_invariants();
     }
 
     #[test]
@@ -2032,6 +2222,94 @@ mod tests {
     }
 
     #[test]
+    fn a_chunked_top_scan_resumes_where_it_stopped() {
+        let mut t = table(100, None);
+        for i in 0..40u32 {
+            t.lookup_or_insert(0, &udp_key(i, 0), 1, u64::from(i) * 100)
+                .unwrap();
+        }
+        let mut scan = TopScan::new(5);
+        let mut chunks = 0;
+        loop {
+            let cursor = scan.cursor;
+            let done = t.scan_top(0, &mut scan, 8);
+            assert!(scan.cursor - cursor <= 8, "at most the budget per chunk");
+            chunks += 1;
+            if done {
+                break;
+            }
+            // The table changes between chunks (the lock is released): flows ahead of the
+            // cursor grow and go.
+            if chunks == 2 {
+                t.lookup_or_insert(1, &udp_key(39, 0), 1, 10_000).unwrap();
+                assert!(t.remove(&udp_key(35, 0).key));
+            }
+        }
+        assert_eq!(chunks, 5);
+        let bytes: Vec<u64> = scan.finish().iter().map(FlowInfo::total_bytes).collect();
+        // Flow 39 is seen grown and flow 35 not at all: their slots were read after the
+        // change.
+        assert_eq!(bytes, [13_900, 3800, 3700, 3600, 3400]);
+        // n = 0 and an empty table end at once.
+        let mut scan = TopScan::new(0);
+        assert!(t.scan_top(0, &mut scan, 1));
+        assert!(scan.finish().is_empty());
+        let e = table(10, None);
+        let mut scan = TopScan::new(3);
+        assert!(e.scan_top(0, &mut scan, 1));
+        assert!(scan.finish().is_empty());
+    }
+
+    #[test]
+    fn connections_of_any_slot_are_recorded_and_forgotten_when_removed() {
+        let mut t = table(100, None);
+        for i in 0..10u32 {
+            // Slots above a byte (the id used to be one byte: 255 and up were lost).
+            t.lookup_or_insert_via(0, &udp_key(i, 0), 1, 100, 250 + i as usize)
+                .unwrap();
+        }
+        t.lookup_or_insert(0, &udp_key(50, 0), 1, 100).unwrap();
+        let conn = |t: &FlowTable, i: u32| t.get(0, &udp_key(i, 0).key).unwrap().connection;
+        assert_eq!(conn(&t, 9), Some(259));
+        assert_eq!(conn(&t, 5), Some(255));
+        assert_eq!(conn(&t, 50), None);
+        // A reload removed the connections of slots 255 and 258: their flows name none, in
+        // chunks of 4 slots.
+        let mut from = Some(0);
+        let mut chunks = 0;
+        while let Some(f) = from {
+            from = t.forget_connections(f, 4, |c| c == 255 || c == 258);
+            chunks += 1;
+        }
+        assert_eq!(chunks, 3);
+        let conns: Vec<Option<usize>> = (0..10).map(|i| conn(&t, i)).collect();
+        assert_eq!(
+            conns,
+            [
+                Some(250),
+                Some(251),
+                Some(252),
+                Some(253),
+                Some(254),
+                None,
+                Some(256),
+                Some(257),
+                None,
+                Some(259)
+            ]
+        );
+        // The next packet records the connection it uses.
+        t.lookup_or_insert_via(1, &udp_key(5, 0), 1, 100, 3)
+            .unwrap();
+        assert_eq!(conn(&t, 5), Some(3));
+        // A freed slot's link is the free list, not a connection.
+        assert!(t.remove(&udp_key(9, 0).key));
+        assert_eq!(t.forget_connections(0, 100, |_| true), None);
+        t.check_invariants();
+        assert_eq!(conn(&t, 0), None);
+    }
+
+    #[test]
     fn top_flows_by_bytes() {
         let mut t = table(10, None);
         for i in 0..10u32 {
@@ -2042,6 +2320,8 @@ mod tests {
         let bytes: Vec<u64> = top.iter().map(FlowInfo::total_bytes).collect();
         assert_eq!(bytes, [900, 800, 700]);
         assert_eq!(t.top_by_bytes(0, 50).len(), 10);
+        // Any n: memory is not reserved for it (this overflowed).
+        assert_eq!(t.top_by_bytes(0, usize::MAX).len(), 10);
         assert!(t.top_by_bytes(0, 0).is_empty());
         assert_eq!(t.iter(0).count(), 10);
         assert_eq!(t.iter(31 * S).count(), 0, "expired flows are not shown");

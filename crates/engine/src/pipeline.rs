@@ -27,9 +27,13 @@
 //!     a packet of a flow the table holds is counted on it (a super-packet as its wire packets,
 //!     a fragmented packet as its fragments); a packet that would start a flow is dropped when
 //!     the table holds its limit of concurrent flows (`flow_table_full`) or above the new flows
-//!     per second (`new_flow_rate`). ICMP errors are counted on the flow they quote and never
-//!     start one (nor are refused). The shapers only take their tokens once the flow table
-//!     admitted the packet, so a refused packet costs no rate.
+//!     per second (`new_flow_rate`). An ICMP error about a flow the table holds is counted on
+//!     that flow and never refused; one about no held flow (a forged quote, a flow gone) is an
+//!     ordinary ICMP packet of its own addresses, within the limits like any. A non-first
+//!     fragment never starts a flow and is never refused (its first fragment was decided on):
+//!     it is counted on the flow of its addresses and protocol if one is held. The shapers only
+//!     take their tokens once the flow table admitted the packet, so a refused packet costs no
+//!     rate.
 //! 11. TTL / hop limit decremented (IPv4 checksum updated incrementally), forwarded.
 //!
 //! Ingress (connection -> VNet side; for a tunnel, the inner packet after ESP was opened) is
@@ -194,8 +198,27 @@ fn track_flow(
             .map(|_| ())
             .map_err(DropReason::from),
         Classified::IcmpError(pk) => {
-            // An error about no flow held is forwarded all the same (path MTU discovery).
-            let _ = t.lookup_related(now_ns, &pk, cost.packets, cost.bytes);
+            if t.lookup_related(now_ns, &pk, cost.packets, cost.bytes)
+                .is_some()
+            {
+                return Ok(());
+            }
+            // About no flow held (a forged quote, or a flow gone): an ordinary ICMP packet,
+            // within the limits like any other.
+            t.lookup_or_insert_via(
+                now_ns,
+                &flow::unported_key(s),
+                cost.packets,
+                cost.bytes,
+                conn,
+            )
+            .map(|_| ())
+            .map_err(DropReason::from)
+        }
+        Classified::LaterFragment(pk) => {
+            // Never refused: the first fragment decided (counted on a flow of its addresses
+            // and protocol when one is held).
+            let _ = t.lookup_existing(now_ns, &pk, cost.packets, cost.bytes);
             Ok(())
         }
     }

@@ -203,6 +203,14 @@ fn a_small_max_flows_refuses_the_excess_while_established_connections_go_on() {
         "{}",
         text(&o)
     );
+    // `--top` beyond the documented maximum is refused, saying so.
+    let o = cli(&lab, &["flows", "--top", "10001"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("top must be at most 10000, got 10001"),
+        "{}",
+        text(&o)
+    );
     // `causeway stats` shows the flow counts and the new drop reasons.
     let o = cli(&lab, &["stats"]);
     let t = text(&o);

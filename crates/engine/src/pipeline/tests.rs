@@ -1101,24 +1101,28 @@ fn idle_flows_are_swept_and_make_room() {
     assert_eq!(lock_flows(&flows).stats().expired, 1);
 }
 
+/// A port unreachable from `from` to `to` quoting `quoted`.
+fn port_unreachable(from: &str, to: &str, quoted: &[u8]) -> Vec<u8> {
+    let mut e = v4(from, to, PROTO_ICMP, 8 + quoted.len(), 64, false);
+    e[20] = 3;
+    e[21] = 3;
+    e[28..].copy_from_slice(quoted);
+    e
+}
+
 #[test]
-fn icmp_errors_are_never_refused_and_start_no_flow() {
+fn icmp_errors_about_a_held_flow_are_never_refused_and_start_no_flow() {
     let (mut l, flows) = flow_lab(1, None);
     let mut p = udp4("10.1.0.10", 1, "10.2.0.10", 53, 20);
     assert!(forwarded(l.eg.process(0, &plain(), &mut p, &mut l.reply)));
-    // A port unreachable about a packet of another (unknown) flow, from on-premises.
-    let quoted = udp4("10.1.0.10", 9, "10.2.0.10", 53, 8);
-    let mut e = v4(
-        "10.2.0.10",
-        "10.1.0.10",
-        PROTO_ICMP,
-        8 + quoted.len(),
-        64,
-        false,
-    );
-    e[20] = 3;
-    e[21] = 3;
-    e[28..].copy_from_slice(&quoted);
+    // The table is full.
+    for port in 100..200u16 {
+        let mut p = udp4("10.1.0.10", port, "10.2.0.10", 53, 20);
+        assert!(!forwarded(l.eg.process(0, &plain(), &mut p, &mut l.reply)));
+    }
+    // A port unreachable about the held flow, from on-premises: counted on it, not refused.
+    let quoted = udp4("10.1.0.10", 1, "10.2.0.10", 53, 8);
+    let mut e = port_unreachable("10.2.0.10", "10.1.0.10", &quoted);
     assert!(forwarded(l.ing.process(
         1,
         0,
@@ -1126,8 +1130,156 @@ fn icmp_errors_are_never_refused_and_start_no_flow() {
         &mut e,
         &mut l.reply
     )));
-    assert_eq!(lock_flows(&flows).len(), 1);
+    let t = lock_flows(&flows);
+    assert_eq!(t.len(), 1);
+    let f = t.iter(1).next().unwrap();
+    assert_eq!(f.packets, [1, 1]);
     assert_eq!(l.gw.ingress.drops(DropReason::FlowTableFull), 0);
+}
+
+#[test]
+fn a_forged_icmp_error_about_no_held_flow_is_within_the_limits() {
+    let (mut l, flows) = flow_lab(1, None);
+    let mut p = udp4("10.1.0.10", 1, "10.2.0.10", 53, 20);
+    assert!(forwarded(l.eg.process(0, &plain(), &mut p, &mut l.reply)));
+    // Errors quoting made-up flows: the table is full, so they are refused like any new flow
+    // (they used to be forwarded untracked, whatever the limits).
+    for port in 2..50u16 {
+        let quoted = udp4("10.1.0.10", port, "10.2.0.10", 53, 8);
+        let mut e = port_unreachable("10.2.0.10", "10.1.0.10", &quoted);
+        assert_eq!(
+            l.ing.process(1, 0, &plain(), &mut e, &mut l.reply),
+            Verdict::Drop(DropReason::FlowTableFull)
+        );
+    }
+    assert_eq!(l.gw.ingress.drops(DropReason::FlowTableFull), 48);
+    assert_eq!(lock_flows(&flows).len(), 1);
+    // Within the rate too.
+    let (mut l, flows) = flow_lab(1000, Some(1));
+    let mut forwarded_errors = 0;
+    for port in 2..100u16 {
+        let quoted = udp4("10.1.0.10", port, "10.2.0.10", 53, 8);
+        let mut e = port_unreachable(&format!("10.2.0.{port}"), "10.1.0.10", &quoted);
+        if forwarded(l.ing.process(1, 0, &plain(), &mut e, &mut l.reply)) {
+            forwarded_errors += 1;
+        }
+    }
+    let burst = crate::flow::new_flow_burst(1) as usize;
+    assert_eq!(forwarded_errors, burst);
+    assert_eq!(
+        l.gw.ingress.drops(DropReason::NewFlowRate),
+        (98 - burst) as u64
+    );
+    // Each admitted one is an ordinary ICMP flow of its own addresses.
+    let t = lock_flows(&flows);
+    assert_eq!(t.len(), burst);
+    assert!(t.iter(1).all(|f| f.key.proto() == PROTO_ICMP));
+}
+
+/// Fragments of one UDP datagram from `src` to `dst`: the first (UDP header, ports, MF) and a
+/// later one (offset 1480, no UDP header).
+fn udp4_fragments(src: &str, sport: u16, dst: &str, dport: u16) -> (Vec<u8>, Vec<u8>) {
+    let mut first = udp4(src, sport, dst, dport, 1472);
+    first[6] = 0x20; // MF, offset 0
+    ip::set_v4_checksum(&mut first[..20]);
+    let mut later = v4(src, dst, PROTO_UDP, 528, 64, false);
+    later[6..8].copy_from_slice(&(1480u16 / 8).to_be_bytes());
+    ip::set_v4_checksum(&mut later[..20]);
+    (first, later)
+}
+
+#[test]
+fn a_fragmented_udp_flow_keeps_flowing_with_the_table_full_or_the_rate_used_up() {
+    for (max_flows, rate) in [(1, None), (1000, Some(1))] {
+        let (mut l, flows) = flow_lab(max_flows, rate);
+        let (mut first, mut later) = udp4_fragments("10.1.0.10", 4000, "10.2.0.10", 5000);
+        assert!(forwarded(l.eg.process(
+            0,
+            &plain(),
+            &mut first,
+            &mut l.reply
+        )));
+        assert!(forwarded(l.eg.process(
+            0,
+            &plain(),
+            &mut later,
+            &mut l.reply
+        )));
+        // Fill the table, or use up the new-flow tokens, with other flows.
+        for port in 1..100u16 {
+            let mut p = udp4("10.1.0.10", port, "10.2.0.10", 53, 20);
+            let _ = l.eg.process(1, &plain(), &mut p, &mut l.reply);
+        }
+        let refused_before = l.gw.egress.drops(DropReason::FlowTableFull)
+            + l.gw.egress.drops(DropReason::NewFlowRate);
+        assert!(refused_before > 0);
+        // The established fragmented flow goes on, both ways, later fragments included.
+        for t in 2..20u64 {
+            let (mut first, mut later) = udp4_fragments("10.1.0.10", 4000, "10.2.0.10", 5000);
+            assert!(forwarded(l.eg.process(
+                t,
+                &plain(),
+                &mut first,
+                &mut l.reply
+            )));
+            assert!(forwarded(l.eg.process(
+                t,
+                &plain(),
+                &mut later,
+                &mut l.reply
+            )));
+            let (mut first, mut later) = udp4_fragments("10.2.0.10", 5000, "10.1.0.10", 4000);
+            assert!(forwarded(l.ing.process(
+                t,
+                0,
+                &plain(),
+                &mut first,
+                &mut l.reply
+            )));
+            assert!(forwarded(l.ing.process(
+                t,
+                0,
+                &plain(),
+                &mut later,
+                &mut l.reply
+            )));
+        }
+        // A new fragmented flow: its first fragment is refused as before, but its later
+        // fragments are never refused (nor take an entry).
+        let (mut first, mut later) = udp4_fragments("10.1.0.10", 4001, "10.2.0.10", 5000);
+        assert!(!forwarded(l.eg.process(
+            30,
+            &plain(),
+            &mut first,
+            &mut l.reply
+        )));
+        let mut other = later.clone();
+        other[16..20].copy_from_slice(&[10, 2, 0, 11]);
+        ip::set_v4_checksum(&mut other[..20]);
+        assert!(forwarded(l.eg.process(
+            30,
+            &plain(),
+            &mut other,
+            &mut l.reply
+        )));
+        assert!(forwarded(l.eg.process(
+            30,
+            &plain(),
+            &mut later,
+            &mut l.reply
+        )));
+        let refused_after = l.gw.egress.drops(DropReason::FlowTableFull)
+            + l.gw.egress.drops(DropReason::NewFlowRate);
+        assert_eq!(refused_after, refused_before + 1);
+        // One entry for the fragmented flow (not two), with its first fragments counted.
+        let t = lock_flows(&flows);
+        let mine: Vec<_> = t
+            .iter(30)
+            .filter(|f| f.key.endpoint(f.initiator).1 == 4000 || f.key.endpoint(f.initiator).1 == 0)
+            .collect();
+        assert_eq!(mine.len(), 1, "{mine:?}");
+        assert_eq!(mine[0].packets, [19, 18]);
+    }
 }
 
 #[test]

@@ -307,10 +307,13 @@ fn a_circuit_down_or_deleted_under_tcp_fails_over_to_the_vpn_within_a_second_and
         o.status.success() && (flags.contains(",UP") || flags.contains("<UP"))
     });
     let remade = t.elapsed();
-    let addr = text(&run(Command::new("ip").args([
-        "-n", &lab.site, "addr", "show", "dev", "cw-er0",
-    ])));
-    assert!(addr.contains("10.3.0.1/24"), "the TUN made again lacks its address: {addr}");
+    let addr = text(&run(
+        Command::new("ip").args(["-n", &lab.site, "addr", "show", "dev", "cw-er0"])
+    ));
+    assert!(
+        addr.contains("10.3.0.1/24"),
+        "the TUN made again lacks its address: {addr}"
+    );
     lab.circuit_route();
     let back = time_until_growth(
         5,

@@ -341,6 +341,36 @@ fn init_flood_is_answered_with_cookies_and_half_open_sas_are_bounded() {
     assert_eq!(ep.counters().half_open_full, 58);
 }
 
+/// Fuzzing finding 4: a zero retransmission base is clamped to 1 ms, so the retransmissions
+/// stay spaced out (1, 2, 4... ms) instead of all falling due at once.
+#[test]
+fn a_zero_retransmission_base_is_clamped() {
+    use crate::engine::Endpoint;
+    let start = std::time::Instant::now();
+    let mut ep = Endpoint::new(Vec::new(), Box::new(crate::crypto::SystemRandom), start);
+    ep.set_retransmission(Duration::ZERO, 16);
+    ep.add_peer(start, config(A, B, true));
+    let mut sent = 0;
+    // 20 ms in steps of 0.1 ms, every due timer fired.
+    for step in 0..=200u64 {
+        let now = start + Duration::from_micros(100 * step);
+        for _ in 0..32 {
+            if !ep.poll_timeout().is_some_and(|t| t <= now) {
+                break;
+            }
+            ep.handle_timeout(now);
+            while ep.poll_transmit().is_some() {
+                sent += 1;
+            }
+        }
+        while ep.poll_transmit().is_some() {
+            sent += 1;
+        }
+    }
+    // The request at 0, then at 1, 3, 7 and 15 ms: 5 in 20 ms (16 if all fell due at once).
+    assert!((4..=6).contains(&sent), "{sent} transmissions in 20 ms");
+}
+
 #[test]
 fn unknown_peer_is_ignored() {
     let (a, mut b) = configs(0);

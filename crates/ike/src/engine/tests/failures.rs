@@ -355,7 +355,7 @@ fn a_zero_retransmission_base_is_clamped() {
     for step in 0..=200u64 {
         let now = start + Duration::from_micros(100 * step);
         for _ in 0..32 {
-            if !ep.poll_timeout().is_some_and(|t| t <= now) {
+            if ep.poll_timeout().is_none_or(|t| t > now) {
                 break;
             }
             ep.handle_timeout(now);

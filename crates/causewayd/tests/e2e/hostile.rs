@@ -10,11 +10,13 @@
 //!   checksums, spoofed sources, multicast and broadcast, TTL 0 and 1, IPv4 options, IPv6
 //!   hop-by-hop and routing headers, later and overlapping fragments, too big for the tunnel,
 //!   random bytes;
-//! - **on-premises side**: the same kinds written onto the circuit's TUN, plus destinations
-//!   outside the VNet (transit);
+//! - **on-premises side**: the same kinds written onto the circuit's TUN (MTU 9000, so that an
+//!   8 000-byte packet toward the VNet's MTU 1500 can arrive), plus destinations outside the
+//!   VNet (transit);
 //! - **underlay**: random datagrams to UDP 4500; forged ESP under the tunnel's SPI; replayed
 //!   ESP captured from B; an IKE_SA_INIT flood from the peer's address (cookies); IKE_SA_INIT
-//!   from a stranger; random bytes to UDP 500; IKE messages of unknown SAs on UDP 4500.
+//!   from a stranger; random bytes to UDP 500; IKE messages of unknown SAs on UDP 4500;
+//!   oversized datagrams (20 000 bytes to 4500, 30 000 to 500).
 //!
 //! Meanwhile iperf3 runs VNet -> circuit at a fixed rate and ping runs through the tunnel.
 //! Afterwards: A is alive, iperf3 kept at least 90% of the rate it had before the attack, the
@@ -152,6 +154,7 @@ fn tun_packet(kind: usize, rng: &mut Rng, ends: &TunEnds) -> Vec<u8> {
         nowhere,
         spoofed,
         too_big_dst,
+        big,
     } = *ends;
     let data = udp(4000 + rng.below(1000) as u16, 9, &rng.bytes(8, 64));
     match kind % TUN_KINDS {
@@ -186,14 +189,14 @@ fn tun_packet(kind: usize, rng: &mut Rng, ends: &TunEnds) -> Vec<u8> {
         10 => ipv4(inside, nowhere, 64, &[], 185, &data),
         11 => ipv4(inside, nowhere, 64, &[], 0x2000, &rng.bytes(48, 48)),
         12 => ipv4(inside, nowhere, 64, &[], 3, &rng.bytes(48, 48)),
-        // Too big for the tunnel (MTU 1400), DF set.
+        // Too big for the way out (the tunnel's MTU 1400, the VNet's 1500), DF set.
         13 => ipv4(
             inside,
             too_big_dst,
             64,
             &[],
             0x4000,
-            &udp(4000, 9, &[7u8; 1430]),
+            &udp(4000, 9, &vec![7u8; big]),
         ),
         // IPv6 with a hop-by-hop header from link-local to all-nodes; with a routing header from
         // an address outside the VNet.
@@ -222,6 +225,8 @@ struct TunEnds {
     nowhere: [u8; 4],
     spoofed: [u8; 4],
     too_big_dst: [u8; 4],
+    /// The UDP payload size of the too-big packet.
+    big: usize,
 }
 
 /// A packet socket on `ifname`, made inside `netns`: what it sends goes onto the interface as
@@ -268,17 +273,22 @@ fn tx_dropped(netns: &str, dev: &str) -> u64 {
     v[0]["stats64"]["tx"]["dropped"].as_u64().unwrap_or(0)
 }
 
+/// Datagrams the namespace's kernel lost on their way to a UDP socket: UDP receive errors
+/// (socket buffer full) and IP reassembly failures (an oversized datagram's fragments).
 fn udp_in_errors(netns: &str) -> u64 {
     let o = run(Command::new("ip").args(["netns", "exec", netns, "cat", "/proc/net/snmp"]));
     let t = text(&o);
-    let mut lines = t.lines().filter(|l| l.starts_with("Udp:"));
-    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == "InErrors")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap()
+    let field = |proto: &str, name: &str| -> u64 {
+        let mut lines = t.lines().filter(|l| l.starts_with(proto));
+        let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap()
+    };
+    field("Udp:", "InErrors") + field("Ip:", "ReasmFails")
 }
 
 /// Every counted drop except the shaper's (which legitimate traffic may cause).
@@ -408,9 +418,17 @@ fn underlay_attack(lab: &IkeLab, in_spi: u32, replay: Vec<Vec<u8>>, pps: u64) ->
     let init = ike_sa_init();
     let mut rng = Rng(0x1bad_5eed);
     paced(HOSTILE_SECS, pps, |i| {
-        let (sock, to, data) = match i % 8 {
+        let (sock, to, data) = match i % 10 {
             // Random bytes to 4500 (never a lone 0xff, which is a NAT-T keepalive).
             0 => (&peer, a4500, rng.bytes(2, 200)),
+            // Oversized: 20 000 bytes to 4500 (beyond the 16 KiB ESP receive buffer) and
+            // 30 000 to 500 (IP fragments on the wire, reassembled by A's kernel).
+            8 => {
+                let mut d = rng.bytes(20_000, 20_000);
+                d[0] |= 0x80;
+                (&peer, a4500, d)
+            }
+            9 => (&peer, a500, rng.bytes(30_000, 30_000)),
             // Forged ESP under the tunnel's SPI.
             1 => {
                 let mut d = rng.bytes(80, 160);
@@ -472,7 +490,7 @@ fn hostile_traffic_from_three_sides_is_dropped_and_counted_while_legitimate_traf
     let circuit = "\n[[gateway]]\nname = \"er-gw\"\ntype = \"ExpressRoute\"\nsku = \"Standard\"\n\
         [[connection]]\nname = \"circuit-1\"\ngateway = \"er-gw\"\ntype = \"ExpressRoute\"\n\
         prefixes = [\"10.4.0.0/16\"]\n[connection.interface]\nname = \"cw-er0\"\n\
-        addresses = [\"10.4.0.10/16\"]\n";
+        addresses = [\"10.4.0.10/16\"]\nmtu = 9000\n";
     let lab = IkeLab::new(IkeSpec {
         exclusive: true,
         far: Far::Causeway,
@@ -510,6 +528,7 @@ fn hostile_traffic_from_three_sides_is_dropped_and_counted_while_legitimate_traf
         nowhere: [10, 99, 0, 1],
         spoofed: [198, 51, 100, 7],
         too_big_dst: [10, 3, 0, 10],
+        big: 1430,
     };
     let onprem_ends = TunEnds {
         inside: [10, 4, 0, 20],
@@ -517,7 +536,9 @@ fn hostile_traffic_from_three_sides_is_dropped_and_counted_while_legitimate_traf
         gateway: [10, 1, 255, 4],
         nowhere: [10, 99, 0, 1],
         spoofed: [10, 9, 0, 1],
-        too_big_dst: [10, 99, 0, 2],
+        // 8 000 bytes through the circuit (MTU 9000) toward the VNet (MTU 1500).
+        too_big_dst: [10, 1, 0, 10],
+        big: 8000,
     };
     let vsock = packet_socket(&lab.vnet, "cw-vnet0", false);
     let csock = packet_socket(&lab.gwa, "cw-er0", false);
@@ -621,6 +642,12 @@ fn hostile_traffic_from_three_sides_is_dropped_and_counted_while_legitimate_traf
         s1.ike
     );
     let esp = lab.a().stats();
+    let er = esp.gateways.iter().find(|g| g.name == "er-gw").unwrap();
+    assert!(
+        er.ingress.drops["too_big"] > 0 && er.ingress.drops["dst_outside_vnet"] > 0,
+        "{:?}",
+        er.ingress.drops
+    );
     let vpn = esp.gateways.iter().find(|g| g.name == "vpn-gw").unwrap();
     for r in ["esp_auth_failed", "esp_no_sa", "esp_malformed"] {
         assert!(vpn.ingress.drops[r] > 0, "no {r}: {:?}", vpn.ingress.drops);

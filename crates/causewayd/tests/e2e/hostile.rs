@@ -71,22 +71,6 @@ impl Rng {
     }
 }
 
-fn csum(data: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from_be_bytes([c[0], 0])
-        };
-        sum += u32::from(w);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// An IPv4 packet; `frag` is the flags-and-offset field (0x4000 = DF, 0x2000 = MF).
 fn ipv4(src: [u8; 4], dst: [u8; 4], ttl: u8, options: &[u8], frag: u16, payload: &[u8]) -> Vec<u8> {
     assert_eq!(options.len() % 4, 0);
@@ -102,7 +86,7 @@ fn ipv4(src: [u8; 4], dst: [u8; 4], ttl: u8, options: &[u8], frag: u16, payload:
     p[12..16].copy_from_slice(&src);
     p[16..20].copy_from_slice(&dst);
     p[20..ihl].copy_from_slice(options);
-    let c = csum(&p[..ihl]);
+    let c = !fold(ones_sum(0, &p[..ihl]));
     p[10..12].copy_from_slice(&c.to_be_bytes());
     p[ihl..].copy_from_slice(payload);
     p
